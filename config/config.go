@@ -1,0 +1,217 @@
+// Package config loads the omnibridge configuration: a YAML file, overridden by
+// OMNIBRIDGE_* environment variables, overridden by command-line flags.
+//
+// Every field documents its default. Load fills defaults, applies the sources in
+// order and validates the result, reporting every invalid field at once.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// EnvPrefix prefixes every environment variable that overrides a field, e.g.
+// OMNIBRIDGE_DATABASE_URL for database.url.
+const EnvPrefix = "OMNIBRIDGE_"
+
+// Environments accepted by Config.Environment.
+const (
+	EnvDevelopment = "development"
+	EnvProduction  = "production"
+)
+
+// Config is the whole omnibridge configuration. The YAML keys are the snake_case
+// names in the struct tags; the environment variable for a key is EnvPrefix plus
+// the upper-cased path joined by underscores (database.max_conns →
+// OMNIBRIDGE_DATABASE_MAX_CONNS).
+type Config struct {
+	// Environment is "development" or "production". Production refuses settings
+	// that are only acceptable on a developer machine. Defaults to "development".
+	Environment string `yaml:"environment"`
+
+	// Log configures the process logger.
+	Log LogConfig `yaml:"log"`
+
+	// Database is the primary PostgreSQL. Its URL falls back to DATABASE_URL.
+	Database DatabaseConfig `yaml:"database"`
+
+	// Dev configures `omnibridge dev`.
+	Dev DevConfig `yaml:"dev"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Defaults to "info".
+	Level string `yaml:"level"`
+	// Format is text or json. Defaults to "text".
+	Format string `yaml:"format"`
+}
+
+// DevConfig configures the all-in-one development mode.
+type DevConfig struct {
+	// DataDir keeps the embedded PostgreSQL cluster between runs.
+	// Defaults to ".omnibridge/pgdata" under the working directory.
+	DataDir string `yaml:"data_dir"`
+}
+
+// Default returns the configuration with every default filled in.
+func Default() Config {
+	return Config{}.WithDefaults()
+}
+
+// WithDefaults returns a copy of c with every unset field given its default.
+func (c Config) WithDefaults() Config {
+	c.Environment = orDefault(c.Environment, EnvDevelopment)
+	c.Log.Level = orDefault(c.Log.Level, "info")
+	c.Log.Format = orDefault(c.Log.Format, "text")
+	c.Database = c.Database.WithDefaults()
+	c.Dev.DataDir = orDefault(c.Dev.DataDir, ".omnibridge/pgdata")
+	return c
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// Validate reports every invalid field at once, each naming the field and its value.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.Environment {
+	case EnvDevelopment, EnvProduction:
+	default:
+		errs = append(errs, fieldError("environment", c.Environment, "must be development or production"))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fieldError("log.level", c.Log.Level, "must be debug, info, warn or error"))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fieldError("log.format", c.Log.Format, "must be text or json"))
+	}
+	errs = append(errs, prefixed("database", c.Database.Validate())...)
+	return errors.Join(errs...)
+}
+
+// FieldError names an invalid configuration field and its value.
+type FieldError struct {
+	Field  string
+	Value  any
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%s: invalid value %q: %s", e.Field, fmt.Sprint(e.Value), e.Reason)
+}
+
+func fieldError(field string, value any, reason string) error {
+	return &FieldError{Field: field, Value: value, Reason: reason}
+}
+
+// prefixed splits a joined validation error of a section into its parts and puts
+// the section name before each field.
+func prefixed(section string, err error) []error {
+	if err == nil {
+		return nil
+	}
+	var parts []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		parts = j.Unwrap()
+	} else {
+		parts = []error{err}
+	}
+	out := make([]error, 0, len(parts))
+	for _, p := range parts {
+		var fe *FieldError
+		if errors.As(p, &fe) {
+			out = append(out, &FieldError{Field: section + "." + fe.Field, Value: fe.Value, Reason: fe.Reason})
+			continue
+		}
+		out = append(out, fmt.Errorf("%s: %w", section, p))
+	}
+	return out
+}
+
+// Source says where Load reads from. Zero values mean "none".
+type Source struct {
+	// File is a YAML file path; empty means no file.
+	File string
+	// Env looks up environment variables; nil means os.LookupEnv.
+	Env func(string) (string, bool)
+	// Flags are overrides applied last, keyed by YAML path ("database.url").
+	Flags map[string]string
+}
+
+// Load reads the file, applies environment and flag overrides, fills defaults and
+// validates. Unknown YAML keys are errors, so a typo never passes silently.
+func Load(src Source) (Config, error) {
+	var c Config
+	if src.File != "" {
+		raw, err := os.ReadFile(src.File)
+		if err != nil {
+			return Config{}, fmt.Errorf("read config file: %w", err)
+		}
+		if err := decodeYAML(raw, &c); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", src.File, err)
+		}
+	}
+	env := src.Env
+	if env == nil {
+		env = os.LookupEnv
+	}
+	if err := applyEnv(&c, env); err != nil {
+		return Config{}, err
+	}
+	if c.Database.URL == "" {
+		if v, ok := env("DATABASE_URL"); ok {
+			c.Database.URL = v
+		}
+	}
+	for path, v := range src.Flags {
+		if err := setPath(&c, path, v); err != nil {
+			return Config{}, fmt.Errorf("flag for %s: %w", path, err)
+		}
+	}
+	c = c.WithDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return c, nil
+}
+
+func decodeYAML(raw []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// YAML renders c as YAML with secrets redacted.
+func (c Config) YAML() ([]byte, error) {
+	r := Redacted(c)
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(r); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), enc.Close()
+}
+
+// envName returns the environment variable for a YAML path.
+func envName(path []string) string {
+	return EnvPrefix + strings.ToUpper(strings.Join(path, "_"))
+}
