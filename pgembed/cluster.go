@@ -82,6 +82,12 @@ func prepare(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Port != 0 {
+		// Fail before the slow initdb.
+		if err := checkPortFree(cfg.Port); err != nil {
+			return nil, err
+		}
+	}
 	c := &Cluster{cfg: cfg, id: id, binDir: binDir, port: cfg.Port, log: cfg.Logger}
 	if cfg.DataDir == "" {
 		dir, err := os.MkdirTemp("", "pgembed-")
