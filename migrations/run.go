@@ -9,6 +9,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 )
@@ -197,7 +198,10 @@ func ensureSchema(ctx context.Context, db *sql.DB) error {
 		QueryRowContext(context.Context, string, ...any) *sql.Row
 	}) (bool, error) {
 		var ok bool
-		err := q.QueryRowContext(ctx, "SELECT to_regnamespace($1) IS NOT NULL", Schema).Scan(&ok)
+		// A query on pg_namespace, not to_regnamespace: the latter reads the
+		// catalog cache, which taking an advisory lock does not refresh.
+		err := q.QueryRowContext(ctx,
+			"SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", Schema).Scan(&ok)
 		return ok, err
 	}
 	ok, err := exists(db)
@@ -224,6 +228,10 @@ func ensureSchema(ctx context.Context, db *sql.DB) error {
 		return nil
 	}
 	if _, err := tx.ExecContext(ctx, "CREATE SCHEMA "+Schema); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42P06" { // duplicate_schema
+			return nil // created concurrently by a migrator that did not take the lock
+		}
 		return fmt.Errorf("migrations: create schema %s (the migrating user needs CREATE on the database, or a DBA creates the schema for it): %w", Schema, err)
 	}
 	if err := tx.Commit(); err != nil {
