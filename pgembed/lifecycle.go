@@ -130,7 +130,9 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 
 // Stop shuts the server down with pg_ctl stop -m smart|fast|immediate and
 // waits until it has exited (bounded by ctx, or 60 seconds without a
-// deadline). It returns nil if the server is not running, so it is idempotent.
+// deadline). StopSmart waits for clients to disconnect, so with open
+// connections it fails at that deadline and leaves the server shutting down.
+// Stop returns nil if the server is not running, so it is idempotent.
 func (c *Cluster) Stop(ctx context.Context, mode StopMode) error {
 	c.life.Lock()
 	defer c.life.Unlock()
