@@ -1,0 +1,258 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// publishGrace is how long past DeliveryTimeout a Publish call lets the
+// client's own record timeout fire (it carries the last retriable error)
+// before canceling what is still outstanding.
+const publishGrace = 500 * time.Millisecond
+
+// abandonAfter is how long Publish waits, once its deadline has passed, for
+// the client to fail the records it canceled. The client fails them almost at
+// once; this is a backstop so that Publish's bound never depends on it.
+const abandonAfter = 2 * time.Second
+
+// Header is a record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Message is one record to publish to the configured topic. Records with the
+// same Key go to the same partition, in order.
+type Message struct {
+	Key     []byte
+	Value   []byte
+	Headers []Header
+}
+
+// Producer publishes messages to the configured topic with an idempotent
+// franz-go producer that requires acknowledgement from all in-sync replicas.
+// It is safe for concurrent use.
+type Producer struct {
+	cfg     Config
+	log     *slog.Logger
+	client  *kgo.Client
+	metrics *metrics
+
+	closeOnce sync.Once
+}
+
+// NewProducer returns a producer for cfg (after WithDefaults), with metrics
+// registered on reg unless reg is nil. It fails on an invalid configuration
+// (a *FieldError list, ErrNoBrokers, an unreadable TLS file) or if reg
+// already holds a producer's metrics.
+//
+// A cluster that cannot be reached does not make NewProducer fail: the
+// producer comes up, NewProducer logs a warning, Ping reports the problem
+// (for /readyz) and Publish fails with broker-wide errors until the cluster
+// answers, exactly as during an outage later on. NewProducer tries the
+// cluster once, bounded by ctx and DialTimeout plus RequestTimeout.
+//
+// The producer is idempotent (no duplicates from its own retries, order kept
+// per partition), waits for acks from all in-sync replicas, and bounds each
+// record's delivery by DeliveryTimeout. To keep that bound, a record whose
+// request is already on the wire may be given up on at the deadline; if the
+// broker did write it, publishing it again creates a duplicate, which
+// at-least-once delivery allows.
+func NewProducer(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Producer, error) {
+	cfg, err := prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts, err := clientOpts(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	c, _ := codec(cfg.Compression) // validated
+	linger := max(cfg.Linger, 0)
+	opts = append(opts,
+		kgo.DefaultProduceTopic(cfg.Topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout),
+		kgo.AllowIdempotentProduceCancellation(),
+		kgo.ProduceRequestTimeout(cfg.RequestTimeout),
+		kgo.ProducerLinger(linger),
+		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
+		kgo.ProducerBatchCompression(c, kgo.NoCompression()),
+	)
+	if cfg.SASL.Mechanism == SASLPlain && !cfg.TLS.Enabled {
+		log.Warn("kafka: SASL PLAIN without TLS sends the password in clear text; set kafka.tls.enabled")
+	}
+
+	p := &Producer{cfg: cfg, log: log}
+	p.metrics = newMetrics(reg, func() float64 { return float64(p.client.BufferedProduceRecords()) })
+	if p.metrics != nil {
+		opts = append(opts, kgo.WithHooks(hooks{p.metrics}))
+	}
+	if p.client, err = kgo.NewClient(opts...); err != nil {
+		return nil, fmt.Errorf("kafka: create the client: %w", err)
+	}
+	if err := p.metrics.register(); err != nil {
+		p.client.Close()
+		return nil, err
+	}
+	if err := p.Ping(ctx); err != nil {
+		log.Warn("kafka: cluster not reachable yet; publishing fails until it is",
+			"brokers", strings.Join(cfg.Brokers, ","), "topic", cfg.Topic, "err", err)
+	}
+	return p, nil
+}
+
+// Config returns the producer's configuration with defaults filled in.
+func (p *Producer) Config() Config { return p.cfg }
+
+// Publish produces every message to the configured topic and waits until
+// each is acknowledged by all in-sync replicas or has failed. It returns one
+// error per message, in order: nil means the broker acknowledged that
+// record; an error means it did not (it may still have been written, as with
+// any timeout). Publish never reports success for an unacknowledged record.
+//
+// Publish returns within DeliveryTimeout (plus well under a few seconds) or
+// as soon as ctx ends, whichever is first; records still outstanding then
+// fail with ErrDeliveryTimeout or ctx's error. When one record of a partition
+// fails, the client fails the records buffered after it in that partition
+// too, so a later record of a key is never acknowledged after an earlier one
+// failed. Use IsBrokerWide to tell a cluster outage from a bad record.
+func (p *Producer) Publish(ctx context.Context, msgs []Message) []error {
+	errs := make([]error, len(msgs))
+	if len(msgs) == 0 {
+		return errs
+	}
+	pctx, cancel := context.WithTimeout(ctx, p.cfg.DeliveryTimeout+publishGrace)
+	defer cancel()
+
+	type result struct {
+		i   int
+		err error
+	}
+	// Buffered for every record, so that a promise never blocks, even one
+	// that arrives after Publish gave up waiting.
+	results := make(chan result, len(msgs))
+	start := time.Now()
+	for i, m := range msgs {
+		rec := &kgo.Record{Key: m.Key, Value: m.Value}
+		if len(m.Headers) > 0 {
+			rec.Headers = make([]kgo.RecordHeader, len(m.Headers))
+			for j, h := range m.Headers {
+				rec.Headers[j] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+			}
+		}
+		p.client.Produce(pctx, rec, func(_ *kgo.Record, err error) {
+			results <- result{i, err}
+		})
+	}
+
+	done := make([]bool, len(msgs))
+	pending := len(msgs)
+	deadline := pctx.Done()
+	var abandon <-chan time.Time
+	for pending > 0 {
+		select {
+		case r := <-results:
+			done[r.i] = true
+			pending--
+			if r.err != nil {
+				errs[r.i] = p.publishError(ctx, r.err)
+			}
+			p.metrics.record(errs[r.i], time.Since(start))
+		case <-deadline:
+			deadline = nil
+			t := time.NewTimer(abandonAfter)
+			defer t.Stop()
+			abandon = t.C
+		case <-abandon:
+			err := p.publishError(ctx, pctx.Err())
+			for i := range errs {
+				if !done[i] {
+					errs[i] = err
+					p.metrics.record(err, 0)
+				}
+			}
+			p.log.Warn("kafka: gave up waiting for the client to fail records past their deadline",
+				"records", pending, "topic", p.cfg.Topic)
+			return errs
+		}
+	}
+	return errs
+}
+
+// publishError gives a failed record's error its context. ctx is the
+// caller's: a deadline of Publish's own (not the caller's) is a delivery
+// timeout.
+func (p *Producer) publishError(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		return fmt.Errorf("kafka: publish to %q: %w", p.cfg.Topic, ctx.Err())
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, kgo.ErrRecordTimeout):
+		return fmt.Errorf("kafka: publish to %q: %w (%s): %w", p.cfg.Topic, ErrDeliveryTimeout, p.cfg.DeliveryTimeout, err)
+	default:
+		return fmt.Errorf("kafka: publish to %q: %w", p.cfg.Topic, err)
+	}
+}
+
+// Ping checks that a broker answers and knows the topic: it asks for the
+// topic's metadata, bounded by ctx and DialTimeout plus RequestTimeout. It
+// returns the network, TLS or SASL error if no broker answers, and a
+// kerr error (UNKNOWN_TOPIC_OR_PARTITION, TOPIC_AUTHORIZATION_FAILED, ...)
+// if the broker refuses the topic. Every such error satisfies IsBrokerWide.
+func (p *Producer) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout+p.cfg.RequestTimeout)
+	defer cancel()
+	if err := pingTopic(ctx, p.client, p.cfg.Topic); err != nil {
+		return fmt.Errorf("kafka: ping %s: %w", strings.Join(p.cfg.Brokers, ","), err)
+	}
+	return nil
+}
+
+func pingTopic(ctx context.Context, cl *kgo.Client, topic string) error {
+	req := kmsg.NewPtrMetadataRequest()
+	t := kmsg.NewMetadataRequestTopic()
+	t.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, t)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return err
+	}
+	for _, rt := range resp.Topics {
+		if rt.Topic != nil && *rt.Topic == topic {
+			if err := kerr.ErrorForCode(rt.ErrorCode); err != nil {
+				return fmt.Errorf("topic %q: %w", topic, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("topic %q: %w", topic, kerr.UnknownTopicOrPartition)
+}
+
+// Close waits for buffered records to be acknowledged, at most
+// DeliveryTimeout, fails any that remain with kgo.ErrClientClosed, closes
+// the connections and unregisters the metrics. Publish after Close fails
+// every record. Close is idempotent.
+func (p *Producer) Close() {
+	p.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DeliveryTimeout)
+		defer cancel()
+		if err := p.client.Flush(ctx); err != nil {
+			p.log.Warn("kafka: closing with records not yet acknowledged", "records", p.client.BufferedProduceRecords(), "err", err)
+		}
+		p.client.Close()
+		p.metrics.unregister()
+	})
+}

@@ -1,0 +1,250 @@
+package kafka
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func TestPublishReadBack(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t)
+	p := newProducer(t, b.Config())
+	ctx := testContext(t)
+
+	msgs := messages(300, 17)
+	msgs[5].Key = nil              // unkeyed
+	msgs[6].Headers = nil          // no headers
+	msgs[7].Value = []byte{}       // empty value
+	msgs[8].Value = []byte{0, 255} // binary
+	requireAllNil(t, p.Publish(ctx, msgs))
+
+	recs, err := ReadAll(ctx, b.Config(), len(msgs))
+	require.NoError(t, err)
+	require.Len(t, recs, len(msgs))
+
+	want := make(map[string]Message, len(msgs))
+	for _, m := range msgs {
+		want[string(m.Value)] = m
+	}
+	seen := make(map[string]bool, len(recs))
+	for _, r := range recs {
+		m, ok := want[string(r.Value)]
+		require.True(t, ok, "unexpected record %q", r.Value)
+		require.False(t, seen[string(r.Value)], "record %q read twice", r.Value)
+		seen[string(r.Value)] = true
+		require.Equal(t, DefaultTopic, r.Topic)
+		require.True(t, bytes.Equal(m.Key, r.Key), "key of %q: want %q, got %q", r.Value, m.Key, r.Key)
+		require.Equal(t, len(m.Headers), len(r.Headers))
+		for i, h := range m.Headers {
+			require.Equal(t, h.Key, r.Headers[i].Key)
+			require.Equal(t, h.Value, r.Headers[i].Value)
+		}
+		require.False(t, r.Timestamp.IsZero())
+		require.GreaterOrEqual(t, r.Offset, int64(0))
+	}
+}
+
+func TestPublishKeepsOrderPerKey(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, WithPartitions(4))
+	p := newProducer(t, b.Config())
+	ctx := testContext(t)
+
+	const keys, rounds, perRound = 12, 5, 120
+	n := 0
+	for range rounds {
+		msgs := make([]Message, perRound)
+		for i := range msgs {
+			msgs[i] = Message{Key: fmt.Appendf(nil, "resource-%d", n%keys), Value: strconv.AppendInt(nil, int64(n), 10)}
+			n++
+		}
+		requireAllNil(t, p.Publish(ctx, msgs))
+	}
+
+	recs, err := ReadAll(ctx, b.Config(), n)
+	require.NoError(t, err)
+	last := make(map[string]int64)
+	partition := make(map[string]int32)
+	for _, r := range recs {
+		seq, err := strconv.ParseInt(string(r.Value), 10, 64)
+		require.NoError(t, err)
+		k := string(r.Key)
+		if prev, ok := last[k]; ok {
+			require.Greater(t, seq, prev, "key %s out of order", k)
+			require.Equal(t, partition[k], r.Partition, "key %s moved partition", k)
+		}
+		last[k], partition[k] = seq, r.Partition
+	}
+	require.Len(t, last, keys)
+}
+
+func TestPublishConcurrentCallers(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t)
+	p := newProducer(t, b.Config())
+	ctx := testContext(t)
+
+	const callers, each = 8, 100
+	var wg sync.WaitGroup
+	errs := make([][]error, callers)
+	for c := range callers {
+		wg.Go(func() {
+			msgs := make([]Message, each)
+			for i := range msgs {
+				msgs[i] = Message{Key: fmt.Appendf(nil, "c%d", c), Value: fmt.Appendf(nil, "%d-%d", c, i)}
+			}
+			errs[c] = p.Publish(ctx, msgs)
+		})
+	}
+	wg.Wait()
+	for _, e := range errs {
+		requireAllNil(t, e)
+	}
+	recs, err := ReadAll(ctx, b.Config(), callers*each)
+	require.NoError(t, err)
+	require.Len(t, recs, callers*each)
+}
+
+func TestProducerIsIdempotentWithAcksAll(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t)
+
+	type seen struct {
+		acks       int16
+		producerID int64
+		epoch      int16
+	}
+	var (
+		mu   sync.Mutex
+		reqs []seen
+	)
+	c := b.Cluster()
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		req := kreq.(*kmsg.ProduceRequest)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, rt := range req.Topics {
+			for _, rp := range rt.Partitions {
+				var batch kmsg.RecordBatch
+				if err := batch.ReadFrom(rp.Records); err != nil {
+					panic(err)
+				}
+				reqs = append(reqs, seen{req.Acks, batch.ProducerID, batch.ProducerEpoch})
+			}
+		}
+		return nil, nil, false // observe only; the cluster answers
+	})
+
+	p := newProducer(t, b.Config())
+	require.Equal(t, kgo.AllISRAcks(), p.client.OptValue(kgo.RequiredAcks))
+	require.Equal(t, false, p.client.OptValue(kgo.DisableIdempotentWrite))
+	requireAllNil(t, p.Publish(testContext(t), messages(50, 5)))
+
+	id, _, err := p.client.ProducerID(testContext(t))
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, id, int64(0))
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, reqs)
+	for _, s := range reqs {
+		require.Equal(t, int16(-1), s.acks, "acks=all")
+		require.Equal(t, id, s.producerID, "batches carry the producer ID")
+		require.GreaterOrEqual(t, s.epoch, int16(0))
+	}
+}
+
+func TestPublishOversizedRecordFailsAlone(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t)
+	p := newProducer(t, b.Config())
+	ctx := testContext(t)
+
+	msgs := messages(20, 20) // distinct keys: the big one shares no partition order with the rest
+	msgs[7].Value = bytes.Repeat([]byte("x"), 2<<20)
+	errs := p.Publish(ctx, msgs)
+	for i, err := range errs {
+		if i == 7 {
+			require.ErrorIs(t, err, kerr.MessageTooLarge)
+			require.False(t, IsBrokerWide(err), "an oversized record is its own problem: %v", err)
+			continue
+		}
+		require.NoError(t, err, "message %d", i)
+	}
+	recs, err := ReadAll(ctx, b.Config(), len(msgs)-1)
+	require.NoError(t, err)
+	for _, r := range recs {
+		require.Less(t, len(r.Value), 1<<20)
+	}
+}
+
+func TestPublishEmpty(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t)
+	p := newProducer(t, b.Config())
+	require.Empty(t, p.Publish(testContext(t), nil))
+}
+
+func TestPublishCanceledContext(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t)
+	p := newProducer(t, b.Config())
+
+	ctx, cancel := context.WithCancel(testContext(t))
+	cancel()
+	errs := p.Publish(ctx, messages(10, 3))
+	require.Len(t, errs, 10)
+	for _, err := range errs {
+		require.ErrorIs(t, err, context.Canceled)
+		require.False(t, IsBrokerWide(err), "a canceled publish blames neither broker nor record")
+	}
+}
+
+func TestPublishAfterClose(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t)
+	p, err := NewProducer(testContext(t), b.Config(), testLogger(t), nil)
+	require.NoError(t, err)
+	requireAllNil(t, p.Publish(testContext(t), messages(3, 3)))
+	p.Close()
+	p.Close() // idempotent
+	for _, err := range p.Publish(testContext(t), messages(3, 3)) {
+		require.ErrorIs(t, err, kgo.ErrClientClosed)
+		require.True(t, IsBrokerWide(err))
+	}
+}
+
+func TestNewProducerRejectsBadConfig(t *testing.T) {
+	t.Parallel()
+	_, err := NewProducer(testContext(t), Config{}, nil, nil)
+	require.ErrorIs(t, err, ErrNoBrokers)
+
+	_, err = NewProducer(testContext(t), Config{Brokers: []string{"localhost:9092"}, Compression: "brotli"}, nil, nil)
+	var fe *FieldError
+	require.True(t, errors.As(err, &fe), "got %v", err)
+	require.Equal(t, "compression", fe.Field)
+}
+
+func TestPing(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t)
+	p := newProducer(t, b.Config())
+	require.NoError(t, p.Ping(testContext(t)))
+
+	cfg := b.Config()
+	cfg.Topic = "no-such-topic"
+	q := newProducer(t, cfg)
+	err := q.Ping(testContext(t))
+	require.ErrorIs(t, err, kerr.UnknownTopicOrPartition)
+	require.True(t, IsBrokerWide(err))
+}
