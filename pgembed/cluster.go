@@ -125,7 +125,8 @@ func (c *Cluster) initialise(ctx context.Context) error {
 				ErrVersionMismatch, c.dataDir, have, c.binDir, major)
 		}
 		if c.Running() {
-			return fmt.Errorf("pgembed: a server is already running on data directory %s (pid %d); stop it first", c.dataDir, postmasterPID(c.dataDir))
+			return fmt.Errorf("pgembed: a server is already running on data directory %s (pid %d); stop it first (%s -D %s stop -m fast)",
+				c.dataDir, postmasterPID(c.dataDir), filepath.Join(c.binDir, "pg_ctl"), c.dataDir)
 		}
 		c.log.Info("pgembed: reusing data directory", "data_dir", c.dataDir, "version", major)
 	case errors.Is(err, os.ErrNotExist):
