@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/omnibridge/omnibridge/config"
 	"github.com/omnibridge/omnibridge/migrations"
 	"github.com/omnibridge/omnibridge/pgembed"
@@ -58,7 +60,10 @@ func StartDev(ctx context.Context, cfg config.Config, log *slog.Logger, opts Dev
 			return nil, fmt.Errorf("start embedded PostgreSQL: %w", err)
 		}
 		d.cluster = cl
-		d.dbURL = cl.URL("postgres")
+		if err := ensureDatabase(ctx, cl.URL("postgres"), DevDatabase); err != nil {
+			return nil, errors.Join(err, d.Close())
+		}
+		d.dbURL = cl.URL(DevDatabase)
 	}
 	if err := d.migrate(ctx, out); err != nil {
 		return nil, errors.Join(err, d.Close())
@@ -69,6 +74,27 @@ func StartDev(ctx context.Context, cfg config.Config, log *slog.Logger, opts Dev
 	}
 	fmt.Fprintf(out, "\n  psql %q\n\nPress Ctrl-C to stop.\n", d.dbURL)
 	return d, nil
+}
+
+// DevDatabase is the database `omnibridge dev` creates in its embedded cluster.
+const DevDatabase = "omnibridge"
+
+// ensureDatabase creates the named database unless it exists.
+func ensureDatabase(ctx context.Context, adminURL, name string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("connect to embedded PostgreSQL: %w", err)
+	}
+	defer conn.Close(context.Background())
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	return err
 }
 
 // DatabaseURL is the URL of the development database.
