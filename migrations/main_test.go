@@ -80,10 +80,14 @@ func connect(t *testing.T, url string) *pgx.Conn {
 }
 
 // migrated returns a connection (as the cluster's superuser, the schema owner)
-// to a fresh migrated database.
+// to a fresh migrated database. The session runs in a time zone far from UTC,
+// so that nothing silently depends on the session's time zone.
 func migrated(t *testing.T) *pgx.Conn {
 	t.Helper()
-	return connect(t, testdb.New(t))
+	conn := connect(t, testdb.New(t))
+	_, err := conn.Exec(testCtx(t), "SET timezone = 'Pacific/Kiritimati'")
+	require.NoError(t, err)
+	return conn
 }
 
 // sqlState returns the SQLSTATE of err, or "" if it is not a server error.
