@@ -15,12 +15,12 @@ SET timezone = 'UTC'
 SET datestyle = 'ISO, YMD'
 AS $$
 DECLARE
-    cutoff  timestamptz;
-    part    regclass;
-    bound   text;
+    cutoff   timestamptz;
+    part     regclass;
+    bound    text;
     part_end timestamptz;
-    n       bigint;
-    removed bigint := 0;
+    n        bigint;
+    removed  bigint := 0;
 BEGIN
     IF older_than IS NULL OR older_than < interval '0' THEN
         RAISE EXCEPTION 'drop_expired_audit_partitions: older_than must be a non-negative interval, got %',
