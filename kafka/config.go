@@ -158,11 +158,17 @@ type FieldError struct {
 	Field  string
 	Value  any
 	Reason string
+	// Err is the underlying cause, such as the error opening a TLS file;
+	// nil when Reason says it all.
+	Err error
 }
 
 func (e *FieldError) Error() string {
 	return fmt.Sprintf("%s: invalid value %q: %s", e.Field, fmt.Sprint(e.Value), e.Reason)
 }
+
+// Unwrap returns the underlying cause, if any.
+func (e *FieldError) Unwrap() error { return e.Err }
 
 func fieldError(field string, value any, reason string) error {
 	return &FieldError{Field: field, Value: value, Reason: reason}
@@ -270,7 +276,7 @@ func (t TLSConfig) validate() []error {
 			continue
 		}
 		if err := readable(f.path); err != nil {
-			errs = append(errs, fieldError(f.name, f.path, err.Error()))
+			errs = append(errs, &FieldError{Field: f.name, Value: f.path, Reason: err.Error(), Err: err})
 		}
 	}
 	if t.ServerName != "" && !t.Enabled {

@@ -130,8 +130,12 @@ func (m *metrics) record(err error, took time.Duration) {
 	m.failed.WithLabelValues(kind, failureReason(err)).Inc()
 }
 
-// hooks are the franz-go hooks that feed the metrics only the client sees.
-type hooks struct{ m *metrics }
+// hooks are the franz-go hooks that feed what only the client sees to the
+// metrics (nil: none) and to onConnect.
+type hooks struct {
+	m         *metrics
+	onConnect func(error)
+}
 
 var (
 	_ kgo.HookProduceBatchWritten = hooks{}
@@ -139,12 +143,16 @@ var (
 )
 
 func (h hooks) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, pm kgo.ProduceBatchMetrics) {
+	if h.m == nil {
+		return
+	}
 	h.m.batches.Inc()
 	h.m.bytes.Add(float64(pm.CompressedBytes))
 }
 
 func (h hooks) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
-	if err != nil {
+	h.onConnect(err)
+	if err != nil && h.m != nil {
 		h.m.connectErrors.Inc()
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,13 @@ const publishGrace = 500 * time.Millisecond
 // the client to fail the records it canceled. The client fails them almost at
 // once; this is a backstop so that Publish's bound never depends on it.
 const abandonAfter = 2 * time.Second
+
+// metadataMinAge is the shortest interval between two metadata refreshes:
+// short enough that records held back by a retriable error are retried (or
+// failed at their deadline) a few times within the delivery timeout.
+func metadataMinAge(deliveryTimeout time.Duration) time.Duration {
+	return max(100*time.Millisecond, min(time.Second, deliveryTimeout/4))
+}
 
 // Header is a record header.
 type Header struct {
@@ -48,7 +56,22 @@ type Producer struct {
 	client  *kgo.Client
 	metrics *metrics
 
+	// lastConnErr is the latest failure to open a broker connection, so
+	// that a Ping that times out can say why.
+	lastConnErr atomic.Pointer[connFailure]
+
 	closeOnce sync.Once
+}
+
+type connFailure struct {
+	at  time.Time
+	err error
+}
+
+func (p *Producer) onBrokerConnect(err error) {
+	if err != nil {
+		p.lastConnErr.Store(&connFailure{time.Now(), err})
+	}
 }
 
 // NewProducer returns a producer for cfg (after WithDefaults), with metrics
@@ -91,6 +114,11 @@ func NewProducer(ctx context.Context, cfg Config, log *slog.Logger, reg promethe
 		kgo.ProducerLinger(linger),
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		kgo.ProducerBatchCompression(c, kgo.NoCompression()),
+		// A retriable produce error (a leader moved, too few replicas)
+		// waits for fresh metadata before the records are retried or
+		// failed; franz-go's default of at most one refresh per 5s would
+		// stall them past a short DeliveryTimeout.
+		kgo.MetadataMinAge(metadataMinAge(cfg.DeliveryTimeout)),
 	)
 	if cfg.SASL.Mechanism == SASLPlain && !cfg.TLS.Enabled {
 		log.Warn("kafka: SASL PLAIN without TLS sends the password in clear text; set kafka.tls.enabled")
@@ -98,9 +126,7 @@ func NewProducer(ctx context.Context, cfg Config, log *slog.Logger, reg promethe
 
 	p := &Producer{cfg: cfg, log: log}
 	p.metrics = newMetrics(reg, func() float64 { return float64(p.client.BufferedProduceRecords()) })
-	if p.metrics != nil {
-		opts = append(opts, kgo.WithHooks(hooks{p.metrics}))
-	}
+	opts = append(opts, kgo.WithHooks(hooks{m: p.metrics, onConnect: p.onBrokerConnect}))
 	if p.client, err = kgo.NewClient(opts...); err != nil {
 		return nil, fmt.Errorf("kafka: create the client: %w", err)
 	}
@@ -213,12 +239,20 @@ func (p *Producer) publishError(ctx context.Context, err error) error {
 // kerr error (UNKNOWN_TOPIC_OR_PARTITION, TOPIC_AUTHORIZATION_FAILED, ...)
 // if the broker refuses the topic. Every such error satisfies IsBrokerWide.
 func (p *Producer) Ping(ctx context.Context) error {
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout+p.cfg.RequestTimeout)
 	defer cancel()
-	if err := pingTopic(ctx, p.client, p.cfg.Topic); err != nil {
-		return fmt.Errorf("kafka: ping %s: %w", strings.Join(p.cfg.Brokers, ","), err)
+	err := pingTopic(ctx, p.client, p.cfg.Topic)
+	if err == nil {
+		return nil
 	}
-	return nil
+	brokers := strings.Join(p.cfg.Brokers, ",")
+	// The client retries failed connections until the deadline, which
+	// then hides why they failed: name the last failure.
+	if f := p.lastConnErr.Load(); f != nil && !f.at.Before(start) && errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("kafka: ping %s: %w (last connection error: %w)", brokers, err, f.err)
+	}
+	return fmt.Errorf("kafka: ping %s: %w", brokers, err)
 }
 
 func pingTopic(ctx context.Context, cl *kgo.Client, topic string) error {
