@@ -189,6 +189,10 @@ func TestUpDownUpGivesSameCatalog(t *testing.T) {
 			ORDER BY relname`))
 	require.Empty(t, queryStrings(t, conn,
 		`SELECT proname::text FROM pg_proc WHERE pronamespace = 'omnibridge'::regnamespace`))
+	require.Empty(t, queryStrings(t, conn, `
+		SELECT r FROM unnest(ARRAY['hook_receiver', 'workflow_coordinator', 'model_metrics']) r
+		WHERE has_schema_privilege(r, 'omnibridge', 'USAGE')
+		   OR has_table_privilege(r, 'omnibridge.goose_db_version', 'SELECT')`), "grants revoked")
 	st, err := migrations.Status(ctx, db)
 	require.NoError(t, err)
 	for _, s := range st {
