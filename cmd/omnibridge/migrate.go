@@ -38,7 +38,7 @@ func newMigrateCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	down.Flags().BoolVar(&all, "all", false, "roll back every migration (drops the whole schema)")
+	down.Flags().BoolVar(&all, "all", false, "roll back every migration (removes every omnibridge object; the empty schema and its version table stay)")
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "List migrations and whether each is applied",
