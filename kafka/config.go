@@ -79,11 +79,11 @@ type Config struct {
 	// TLS handshake. Defaults to 5s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 
-	// Linger is how long a partition's batch waits for more records before it
-	// is sent; records of a Publish call are buffered together anyway, so a
-	// short linger only helps concurrent callers share requests. Set a
-	// negative value (for example -1ms) to send without waiting. Defaults to
-	// 5ms.
+	// Linger is how long a partition's batch may wait for more records
+	// before it is sent. Publish sends its records as soon as it has handed
+	// them all to the client, so linger only lets the records of one call
+	// (and of concurrent calls) gather into larger batches meanwhile. Set a
+	// negative value (for example -1ms) to never wait. Defaults to 5ms.
 	Linger time.Duration `yaml:"linger"`
 
 	// MaxBufferedRecords bounds the records buffered in the client and not

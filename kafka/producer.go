@@ -185,6 +185,12 @@ func (p *Producer) Publish(ctx context.Context, msgs []Message) []error {
 		})
 	}
 
+	// Every record is buffered: send them now instead of lingering. Flush
+	// stops lingering while it runs and returns when canceled.
+	flushCtx, stopFlush := context.WithCancel(pctx)
+	defer stopFlush()
+	go func() { _ = p.client.Flush(flushCtx) }()
+
 	done := make([]bool, len(msgs))
 	pending := len(msgs)
 	deadline := pctx.Done()

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -247,4 +248,20 @@ func TestPing(t *testing.T) {
 	err := q.Ping(testContext(t))
 	require.ErrorIs(t, err, kerr.UnknownTopicOrPartition)
 	require.True(t, IsBrokerWide(err))
+}
+
+// More records than the client may buffer: Publish waits for room instead of
+// failing or deadlocking.
+func TestPublishMoreThanBuffer(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t)
+	cfg := b.Config()
+	cfg.MaxBufferedRecords = 50
+	cfg.Linger = time.Second // a long linger must not hold a full buffer
+	p := newProducer(t, cfg)
+	ctx := testContext(t)
+	requireAllNil(t, p.Publish(ctx, messages(400, 9)))
+	recs, err := ReadAll(ctx, cfg, 400)
+	require.NoError(t, err)
+	require.Len(t, recs, 400)
 }
