@@ -1,0 +1,288 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// insertEventsSQL stores a batch given as arrays, one per column. The
+// deliveries are inserted first, in key order (so that concurrent batches take
+// the key locks in one order and cannot deadlock); an event with a delivery id
+// is inserted only when its delivery row was. It returns the (1-based) input
+// positions of the events that were not inserted: the duplicates.
+//
+// ON CONFLICT DO NOTHING rather than DO UPDATE keeps the receiver's grants to
+// INSERT and SELECT; the ids of the first events are read by a second
+// statement, which (in READ COMMITTED) sees deliveries that concurrent
+// transactions committed while this one waited on them.
+const insertEventsSQL = `
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::jsonb[], $7::jsonb[], $8::text[])
+        WITH ORDINALITY AS t(id, source, action, resource, resource_id, payload, metadata, delivery_id, n)
+), delivery AS (
+    INSERT INTO omnibridge.hook_event_deliveries (source, delivery_id, event_id)
+    SELECT source, delivery_id, id FROM input WHERE delivery_id <> ''
+    ORDER BY source, delivery_id
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+), event AS (
+    INSERT INTO omnibridge.hook_events
+        (id, source, action, resource, resource_id, payload, metadata, delivery_id)
+    SELECT id, source, action, resource, resource_id, payload, coalesce(metadata, '{}'),
+           NULLIF(delivery_id, '')
+    FROM input
+    WHERE delivery_id = '' OR id IN (SELECT event_id FROM delivery)
+    RETURNING id
+)
+SELECT n FROM input WHERE id NOT IN (SELECT id FROM event)`
+
+// insertEventsExplicitSQL is insertEventsSQL for batches with explicit ids and
+// creation times (imports): an (id, created_at) that exists already is a
+// duplicate too.
+const insertEventsExplicitSQL = `
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::jsonb[], $7::jsonb[], $8::text[], $9::timestamptz[])
+        WITH ORDINALITY AS t(id, source, action, resource, resource_id, payload, metadata, delivery_id,
+                             created_at, n)
+), delivery AS (
+    INSERT INTO omnibridge.hook_event_deliveries (source, delivery_id, event_id)
+    SELECT source, delivery_id, id FROM input WHERE delivery_id <> ''
+    ORDER BY source, delivery_id
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+), event AS (
+    INSERT INTO omnibridge.hook_events
+        (id, source, action, resource, resource_id, payload, metadata, delivery_id, created_at)
+    SELECT id, source, action, resource, resource_id, payload, coalesce(metadata, '{}'),
+           NULLIF(delivery_id, ''), coalesce(created_at, now())
+    FROM input
+    WHERE delivery_id = '' OR id IN (SELECT event_id FROM delivery)
+    ORDER BY id
+    ON CONFLICT DO NOTHING
+    RETURNING id
+)
+SELECT n FROM input WHERE id NOT IN (SELECT id FROM event)`
+
+// lookupDeliveriesSQL returns the event ids of deliveries.
+const lookupDeliveriesSQL = `
+SELECT d.source, d.delivery_id, d.event_id
+FROM omnibridge.hook_event_deliveries d
+JOIN unnest($1::text[], $2::text[]) AS k(source, delivery_id)
+  ON d.source = k.source AND d.delivery_id = k.delivery_id`
+
+type deliveryKey struct{ source, deliveryID string }
+
+type explicitKey struct {
+	id        uuid.UUID
+	createdAt time.Time
+}
+
+// eventColumns holds a batch as one slice per column, the shape unnest takes.
+type eventColumns struct {
+	pos        []int // index in the caller's batch
+	ids        []uuid.UUID
+	sources    []string
+	actions    []string
+	resources  []string
+	resIDs     []string
+	payloads   []json.RawMessage
+	metadata   []json.RawMessage
+	deliveries []string
+	createdAt  []*time.Time
+	explicit   bool
+}
+
+func newEventColumns(n int) *eventColumns {
+	return &eventColumns{
+		pos: make([]int, 0, n), ids: make([]uuid.UUID, 0, n),
+		sources: make([]string, 0, n), actions: make([]string, 0, n),
+		resources: make([]string, 0, n), resIDs: make([]string, 0, n),
+		payloads: make([]json.RawMessage, 0, n), metadata: make([]json.RawMessage, 0, n),
+		deliveries: make([]string, 0, n),
+	}
+}
+
+func (c *eventColumns) add(pos int, id uuid.UUID, e *NewEvent) {
+	c.pos = append(c.pos, pos)
+	c.ids = append(c.ids, id)
+	c.sources = append(c.sources, e.Source)
+	c.actions = append(c.actions, e.Action)
+	c.resources = append(c.resources, e.Resource)
+	c.resIDs = append(c.resIDs, e.ResourceID)
+	c.payloads = append(c.payloads, e.Payload)
+	var md json.RawMessage
+	if len(e.Metadata) > 0 {
+		md = e.Metadata
+	}
+	c.metadata = append(c.metadata, md)
+	c.deliveries = append(c.deliveries, e.DeliveryID)
+	if !e.CreatedAt.IsZero() && !c.explicit {
+		c.explicit = true
+		c.createdAt = make([]*time.Time, len(c.pos)-1, cap(c.pos))
+	}
+	if c.explicit {
+		c.createdAt = append(c.createdAt, timeArg(e.CreatedAt))
+	}
+}
+
+func (c *eventColumns) len() int { return len(c.pos) }
+
+func (c *eventColumns) args() (string, []any) {
+	args := []any{c.ids, c.sources, c.actions, c.resources, c.resIDs, c.payloads, c.metadata, c.deliveries}
+	if c.explicit {
+		return insertEventsExplicitSQL, append(args, c.createdAt)
+	}
+	return insertEventsSQL, args
+}
+
+// insertEvents stores validated events and fills res (len(res) == len(events)).
+func (s *Store) insertEvents(ctx context.Context, events []NewEvent, res []InsertResult) error {
+	cols := newEventColumns(len(events))
+	// dupOf[i] is the earlier event of the batch that event i duplicates, or -1.
+	var dupOf []int
+	var seenDelivery map[deliveryKey]int
+	var seenExplicit map[explicitKey]int
+	markDup := func(i, first int) {
+		if dupOf == nil {
+			dupOf = make([]int, len(events))
+			for j := range dupOf {
+				dupOf[j] = -1
+			}
+		}
+		dupOf[i] = first
+	}
+	for i := range events {
+		e := &events[i]
+		if e.DeliveryID != "" {
+			k := deliveryKey{e.Source, e.DeliveryID}
+			if seenDelivery == nil {
+				seenDelivery = make(map[deliveryKey]int)
+			}
+			if first, ok := seenDelivery[k]; ok {
+				markDup(i, first)
+				continue
+			}
+			seenDelivery[k] = i
+		}
+		id := e.ID
+		if id == uuid.Nil {
+			var err error
+			if id, err = uuid.NewV7(); err != nil {
+				return fmt.Errorf("store: new event id: %w", err)
+			}
+		} else {
+			k := explicitKey{id, e.CreatedAt}
+			if seenExplicit == nil {
+				seenExplicit = make(map[explicitKey]int)
+			}
+			if first, ok := seenExplicit[k]; ok {
+				markDup(i, first)
+				continue
+			}
+			seenExplicit[k] = i
+		}
+		res[i] = InsertResult{ID: id}
+		cols.add(i, id, e)
+	}
+
+	if err := s.insertColumns(ctx, events, cols, res); err != nil {
+		return err
+	}
+	for i, first := range dupOf {
+		if first >= 0 {
+			res[i] = InsertResult{ID: res[first].ID, Duplicate: true}
+		}
+	}
+	return nil
+}
+
+// insertColumns runs the insert for cols and resolves its duplicates: an event
+// whose delivery was taken gets the first event's id. A delivery removed (by
+// retention) between the conflict and the lookup is inserted again.
+func (s *Store) insertColumns(ctx context.Context, events []NewEvent, cols *eventColumns, res []InsertResult) error {
+	for range maxDedupRounds {
+		sql, args := cols.args()
+		rows, err := s.db.Query(ctx, sql, args...)
+		if err != nil {
+			return fmt.Errorf("store: insert events: %w", err)
+		}
+		notInserted, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return fmt.Errorf("store: insert events: %w", err)
+		}
+		if len(notInserted) == 0 {
+			return nil
+		}
+		var keySources, keyDeliveries []string
+		for _, n := range notInserted {
+			i := cols.pos[n-1]
+			res[i].Duplicate = true
+			if d := events[i].DeliveryID; d != "" {
+				keySources = append(keySources, events[i].Source)
+				keyDeliveries = append(keyDeliveries, d)
+			}
+		}
+		if len(keySources) == 0 {
+			return nil
+		}
+		found, err := s.lookupDeliveries(ctx, keySources, keyDeliveries)
+		if err != nil {
+			return err
+		}
+		retry := newEventColumns(0)
+		for _, n := range notInserted {
+			i := cols.pos[n-1]
+			e := &events[i]
+			if e.DeliveryID == "" {
+				continue
+			}
+			if id, ok := found[deliveryKey{e.Source, e.DeliveryID}]; ok {
+				res[i].ID = id
+				continue
+			}
+			res[i].Duplicate = false
+			retry.add(i, res[i].ID, e)
+		}
+		if retry.len() == 0 {
+			return nil
+		}
+		cols = retry
+	}
+	return fmt.Errorf("store: insert events: deliveries kept disappearing between insert and lookup (is retention deleting fresh deliveries?)")
+}
+
+// maxDedupRounds bounds the retries of insertColumns.
+const maxDedupRounds = 3
+
+func (s *Store) lookupDeliveries(ctx context.Context, sources, deliveries []string) (map[deliveryKey]uuid.UUID, error) {
+	rows, err := s.db.Query(ctx, lookupDeliveriesSQL, sources, deliveries)
+	if err != nil {
+		return nil, fmt.Errorf("store: look up deliveries: %w", err)
+	}
+	found := make(map[deliveryKey]uuid.UUID, len(sources))
+	var k deliveryKey
+	var id uuid.UUID
+	_, err = pgx.ForEachRow(rows, []any{&k.source, &k.deliveryID, &id}, func() error {
+		found[k] = id
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: look up deliveries: %w", err)
+	}
+	return found, nil
+}
+
+// timeArg is nil (SQL NULL) for the zero time.
+func timeArg(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
