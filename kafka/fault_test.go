@@ -1,7 +1,6 @@
 package kafka
 
 import (
-	"context"
 	"errors"
 	"net"
 	"testing"
@@ -242,5 +241,4 @@ func TestProducerRecoversWhenBrokerReturns(t *testing.T) {
 	requireAllNil(t, errs)
 	_, err = ReadAll(ctx, b.Config(), 3)
 	require.NoError(t, err)
-	_ = context.Background
 }
