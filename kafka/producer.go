@@ -150,9 +150,11 @@ func (p *Producer) Config() Config { return p.cfg }
 // record; an error means it did not (it may still have been written, as with
 // any timeout). Publish never reports success for an unacknowledged record.
 //
-// Publish returns within DeliveryTimeout (plus well under a few seconds) or
-// as soon as ctx ends, whichever is first; records still outstanding then
-// fail with ErrDeliveryTimeout or ctx's error. When one record of a partition
+// Publish returns within DeliveryTimeout, or shortly after ctx ends if that
+// is sooner (the backstop adds at most 2.5s to either); records still
+// outstanding then fail with ErrDeliveryTimeout or ctx's error. Records it
+// gave up on may stay in the client until they fail or are written, so do not
+// modify the bytes of msgs after Publish returns. When one record of a partition
 // fails, the client fails the records buffered after it in that partition
 // too, so a later record of a key is never acknowledged after an earlier one
 // failed. Use IsBrokerWide to tell a cluster outage from a bad record.
