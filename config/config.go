@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/omnibridge/omnibridge/kafka"
 )
 
 // EnvPrefix prefixes every environment variable that overrides a field, e.g.
@@ -40,6 +42,10 @@ type Config struct {
 
 	// Database is the primary PostgreSQL. Its URL falls back to DATABASE_URL.
 	Database DatabaseConfig `yaml:"database"`
+
+	// Kafka is where the WorkflowCoordinator publishes events. `dev` starts an
+	// in-process broker when no brokers are set.
+	Kafka kafka.Config `yaml:"kafka"`
 
 	// Dev configures `omnibridge dev`.
 	Dev DevConfig `yaml:"dev"`
@@ -71,6 +77,7 @@ func (c Config) WithDefaults() Config {
 	c.Log.Level = orDefault(c.Log.Level, "info")
 	c.Log.Format = orDefault(c.Log.Format, "text")
 	c.Database = c.Database.WithDefaults()
+	c.Kafka = c.Kafka.WithDefaults()
 	c.Dev.DataDir = orDefault(c.Dev.DataDir, ".omnibridge/pgdata")
 	return c
 }
@@ -101,6 +108,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fieldError("log.format", c.Log.Format, "must be text or json"))
 	}
 	errs = append(errs, prefixed("database", c.Database.Validate())...)
+	errs = append(errs, prefixed("kafka", c.Kafka.Validate())...)
 	return errors.Join(errs...)
 }
 
