@@ -102,7 +102,10 @@ var wantIndexes = map[string][]string{
 	"hook_events": {
 		"CREATE INDEX idx_hook_events_claimable ON ONLY omnibridge.hook_events USING btree (next_attempt_at) WHERE (status = 'pending'::text)",
 		"CREATE INDEX idx_hook_events_claimed ON ONLY omnibridge.hook_events USING btree (claimed_at) WHERE (status = 'processing'::text)",
+		"CREATE INDEX idx_hook_events_created_at ON ONLY omnibridge.hook_events USING btree (created_at)",
 		"CREATE INDEX idx_hook_events_processed ON ONLY omnibridge.hook_events USING btree (processed, created_at DESC) WHERE (NOT processed)",
+		"CREATE INDEX idx_hook_events_processed_at ON ONLY omnibridge.hook_events USING brin (processed_at)",
+		"CREATE INDEX idx_hook_events_unfinished ON ONLY omnibridge.hook_events USING btree (status, created_at) WHERE (status <> 'processed'::text)",
 		"CREATE UNIQUE INDEX hook_events_pkey ON ONLY omnibridge.hook_events USING btree (id, created_at)",
 	},
 	"hook_event_deliveries": {
@@ -116,7 +119,9 @@ var wantIndexes = map[string][]string{
 		"CREATE UNIQUE INDEX event_metrics_pkey ON ONLY omnibridge.event_metrics USING btree (id, created_at)",
 	},
 	"security_audit_log": {
+		"CREATE INDEX idx_security_audit_created ON ONLY omnibridge.security_audit_log USING btree (created_at DESC, id DESC)",
 		"CREATE INDEX idx_security_audit_failed ON ONLY omnibridge.security_audit_log USING btree (created_at DESC) WHERE (NOT success)",
+		"CREATE INDEX idx_security_audit_type ON ONLY omnibridge.security_audit_log USING btree (event_type, created_at DESC, id DESC)",
 		"CREATE UNIQUE INDEX security_audit_log_pkey ON ONLY omnibridge.security_audit_log USING btree (id, created_at)",
 	},
 	"connection_metrics": {
