@@ -1,0 +1,31 @@
+// Package pgclient is omnibridge's PostgreSQL client: a pgxpool connection
+// pool under supervision. It adds what pgxpool lacks and ADR-016 asks for:
+//
+//   - warm-up: Open returns once MinConns connections are established;
+//   - an acquire timeout that fails with ErrPoolExhausted and is counted;
+//   - a per-statement QueryTimeout, cancelled on the server (not just
+//     abandoned), with statement_timeout as a server-side backstop;
+//   - MaxQueriesPerConn and ConnMaxAge (with jitter) recycling;
+//   - leak detection in HikariCP's manner, with the acquirer's stack;
+//   - per-service application_name and optional SET ROLE;
+//   - statement cache hit and miss counts, pipelined batches and COPY;
+//   - Stats and Snapshot with ADR-016's fields, a Prometheus collector, a
+//     high-utilization warning with a degradation callback, and Health.
+//
+// Every operation goes through one internal path, where the circuit breaker
+// and retry policy apply.
+//
+// Configuration comes from Config, whose unset fields are filled from
+// parameters in the connection URL and then from defaults:
+//
+//	client, err := pgclient.Open(ctx, pgclient.Config{
+//		URL:         "postgres://app@db:5432/omnibridge?pool_max_conns=20&omnibridge_query_timeout=5s",
+//		ServiceName: "hook-receiver",
+//	})
+//	if err != nil { ... }
+//	defer client.Close()
+//	var n int
+//	err = client.QueryRow(ctx, "SELECT count(*) FROM omnibridge.hook_events WHERE source = $1", "github").Scan(&n)
+//
+// docs/pgclient.md lists every option, URL parameter, metric and health rule.
+package pgclient

@@ -1,0 +1,111 @@
+package pgclient
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// MetricsNamespace prefixes every metric the client exports.
+const MetricsNamespace = "omnibridge_pgclient"
+
+// metrics is the client's Prometheus collector. The histograms are observed
+// on the hot path; everything else is read from Stats at scrape time.
+type metrics struct {
+	c               *Client
+	queryDuration   [numKinds]prometheus.Observer
+	queryHist       *prometheus.HistogramVec
+	acquireDuration prometheus.Histogram
+	descs           []*prometheus.Desc
+	gauges          []metricValue
+}
+
+type metricValue struct {
+	desc   *prometheus.Desc
+	typ    prometheus.ValueType
+	value  func(Stats) float64
+	labels []string
+}
+
+func newMetrics(c *Client) *metrics {
+	service := prometheus.Labels{"service": c.cfg.ServiceName}
+	m := &metrics{c: c}
+	m.queryHist = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace:   MetricsNamespace,
+		Name:        "query_duration_seconds",
+		Help:        "Time of statements (op=query: Exec, Query until rows close, QueryRow), batches and COPYs.",
+		ConstLabels: service,
+		Buckets:     []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"op"})
+	for k := range numKinds {
+		m.queryDuration[k] = m.queryHist.WithLabelValues(kindNames[k])
+	}
+	m.acquireDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace:   MetricsNamespace,
+		Name:        "acquire_duration_seconds",
+		Help:        "Time to acquire a connection from the pool, failed acquisitions included.",
+		ConstLabels: service,
+		Buckets:     []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .1, .5, 1, 5, 10},
+	})
+
+	byName := map[string]*prometheus.Desc{}
+	add := func(name, help string, typ prometheus.ValueType, value func(Stats) float64, label string, labelValue string) {
+		var variable []string
+		var values []string
+		if label != "" {
+			variable, values = []string{label}, []string{labelValue}
+		}
+		d, ok := byName[name]
+		if !ok {
+			d = prometheus.NewDesc(prometheus.BuildFQName(MetricsNamespace, "", name), help, variable, service)
+			byName[name] = d
+			m.descs = append(m.descs, d)
+		}
+		m.gauges = append(m.gauges, metricValue{desc: d, typ: typ, value: value, labels: values})
+	}
+	counter, gauge := prometheus.CounterValue, prometheus.GaugeValue
+	add("acquired_connections_total", "Successful connection acquisitions.", counter, func(s Stats) float64 { return float64(s.AcquiredConnections) }, "", "")
+	add("released_connections_total", "Connection releases.", counter, func(s Stats) float64 { return float64(s.ReleasedConnections) }, "", "")
+	add("failed_acquisitions_total", "Acquisitions that failed (pool exhausted for acquire_timeout, or connect failed).", counter, func(s Stats) float64 { return float64(s.FailedAcquisitions) }, "", "")
+	add("queries_total", "Statements run (each statement of a batch; a COPY as one).", counter, func(s Stats) float64 { return float64(s.QueryCount) }, "", "")
+	add("failed_queries_total", "Statements that returned an error.", counter, func(s Stats) float64 { return float64(s.FailedQueries) }, "", "")
+	add("query_timeouts_total", "Statements ended by query_timeout.", counter, func(s Stats) float64 { return float64(s.QueryTimeouts) }, "", "")
+	add("potential_leaks_total", "Connections reported as held longer than leak_threshold.", counter, func(s Stats) float64 { return float64(s.PotentialLeaks) }, "", "")
+	add("current_leaks", "Reported leaked connections not yet returned.", gauge, func(s Stats) float64 { return float64(s.CurrentLeaks) }, "", "")
+	add("connections", "Open connections, by state.", gauge, func(s Stats) float64 { return float64(s.Idle) }, "state", "idle")
+	add("connections", "Open connections, by state.", gauge, func(s Stats) float64 { return float64(s.InUse) }, "state", "in_use")
+	add("connections", "Open connections, by state.", gauge, func(s Stats) float64 { return float64(s.Size - s.Idle - s.InUse) }, "state", "opening")
+	add("max_connections", "max_conns of the pool.", gauge, func(s Stats) float64 { return float64(s.Max) }, "", "")
+	add("min_connections", "min_conns of the pool.", gauge, func(s Stats) float64 { return float64(s.Min) }, "", "")
+	add("waiting", "Callers waiting for a connection.", gauge, func(s Stats) float64 { return float64(s.Waiting) }, "", "")
+	add("utilization_ratio", "Connections in use ÷ max_conns.", gauge, func(s Stats) float64 { return s.PoolUtilizationPercent / 100 }, "", "")
+	add("connections_opened_total", "Connections opened.", counter, func(s Stats) float64 { return float64(s.NewConnections) }, "", "")
+	add("connections_recycled_total", "Connections closed by the pool, by reason.", counter, func(s Stats) float64 { return float64(s.RecycledByAge) }, "reason", "max_age")
+	add("connections_recycled_total", "Connections closed by the pool, by reason.", counter, func(s Stats) float64 { return float64(s.RecycledByQueries) }, "reason", "max_queries")
+	add("connections_recycled_total", "Connections closed by the pool, by reason.", counter, func(s Stats) float64 { return float64(s.RecycledByIdle) }, "reason", "max_idle")
+	add("acquire_waits_total", "Acquisitions that found no idle connection and waited.", counter, func(s Stats) float64 { return float64(s.AcquireWaits) }, "", "")
+	add("acquire_wait_seconds_total", "Total time acquisitions waited for a connection.", counter, func(s Stats) float64 { return s.AcquireWaitMS / 1000 }, "", "")
+	add("statement_cache_hits_total", "Statement cache hits (single statements with arguments).", counter, func(s Stats) float64 { return float64(s.StatementCacheHits) }, "", "")
+	add("statement_cache_misses_total", "Statement cache misses (the statement was prepared).", counter, func(s Stats) float64 { return float64(s.StatementCacheMisses) }, "", "")
+	return m
+}
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.queryHist.Describe(ch)
+	m.acquireDuration.Describe(ch)
+	for _, d := range m.descs {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	m.queryHist.Collect(ch)
+	m.acquireDuration.Collect(ch)
+	if m.c.pool == nil {
+		return
+	}
+	s := m.c.Stats()
+	for _, g := range m.gauges {
+		ch <- prometheus.MustNewConstMetric(g.desc, g.typ, g.value(s), g.labels...)
+	}
+}

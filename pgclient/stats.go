@@ -1,0 +1,197 @@
+package pgclient
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// kind is the kind of traced operation, for the query duration histogram.
+type kind uint8
+
+const (
+	kindQuery kind = iota // Exec, Query, QueryRow
+	kindBatch
+	kindCopy
+	numKinds
+)
+
+var kindNames = [numKinds]string{kindQuery: "query", kindBatch: "batch", kindCopy: "copy"}
+
+// counters are the client's cumulative counters and its gauges.
+type counters struct {
+	acquired          atomic.Int64
+	released          atomic.Int64
+	failedAcquires    atomic.Int64
+	queries           atomic.Int64
+	failedQueries     atomic.Int64
+	queryNanos        atomic.Int64
+	queryTimeouts     atomic.Int64
+	potentialLeaks    atomic.Int64
+	currentLeaks      atomic.Int64
+	recycledByQueries atomic.Int64
+	cacheLookups      atomic.Int64
+	cacheMisses       atomic.Int64
+	waiting           atomic.Int32
+}
+
+// recordStatements accounts n statements (failed of them failing) that took d
+// in all.
+func (c *Client) recordStatements(k kind, n, failed int64, d time.Duration) {
+	c.stats.queries.Add(n)
+	c.stats.queryNanos.Add(int64(d))
+	if failed > 0 {
+		c.stats.failedQueries.Add(failed)
+	}
+	if m := c.metrics; m != nil {
+		m.queryDuration[k].Observe(d.Seconds())
+	}
+}
+
+// Stats is a point-in-time view of the client. The first seven fields are
+// ADR-016's connection metrics. Counters are cumulative since Open.
+type Stats struct {
+	// AcquiredConnections counts successful acquisitions.
+	AcquiredConnections int64 `json:"acquired_connections"`
+	// ReleasedConnections counts releases.
+	ReleasedConnections int64 `json:"released_connections"`
+	// FailedAcquisitions counts acquisitions that failed on their own: the
+	// pool was exhausted for AcquireTimeout, or a new connection could not be
+	// opened. A caller giving up (its context ending) is not counted.
+	FailedAcquisitions int64 `json:"failed_acquisitions"`
+	// QueryCount counts statements (each statement of a batch, a COPY as one).
+	QueryCount int64 `json:"query_count"`
+	// AvgQueryTimeMS is the mean time per statement, in milliseconds.
+	AvgQueryTimeMS float64 `json:"avg_query_time_ms"`
+	// PoolUtilizationPercent is connections in use ÷ MaxConns × 100.
+	PoolUtilizationPercent float64 `json:"pool_utilization_percent"`
+	// PotentialLeaks counts connections ever reported as held past
+	// LeakThreshold.
+	PotentialLeaks int64 `json:"potential_leaks"`
+
+	// FailedQueries counts statements that returned an error.
+	FailedQueries int64 `json:"failed_queries"`
+	// QueryTimeouts counts statements ended by QueryTimeout.
+	QueryTimeouts int64 `json:"query_timeouts"`
+	// CurrentLeaks is the number of reported connections not yet returned.
+	CurrentLeaks int64 `json:"current_leaks"`
+
+	// Size is the number of open connections (including ones being opened).
+	Size int32 `json:"size"`
+	// Idle is the number of open connections not in use.
+	Idle int32 `json:"idle"`
+	// InUse is the number of connections acquired.
+	InUse int32 `json:"in_use"`
+	// Waiting is the number of callers waiting for a connection right now.
+	Waiting int32 `json:"waiting"`
+	// Max is MaxConns.
+	Max int32 `json:"max"`
+	// Min is MinConns.
+	Min int32 `json:"min"`
+
+	// NewConnections counts connections opened.
+	NewConnections int64 `json:"new_connections"`
+	// RecycledByAge counts connections closed for reaching ConnMaxAge.
+	RecycledByAge int64 `json:"recycled_by_age"`
+	// RecycledByQueries counts connections closed for reaching
+	// MaxQueriesPerConn.
+	RecycledByQueries int64 `json:"recycled_by_queries"`
+	// RecycledByIdle counts connections closed for idling past ConnMaxIdle.
+	RecycledByIdle int64 `json:"recycled_by_idle"`
+
+	// AcquireWaits counts acquisitions that had to wait for a connection
+	// (none was idle).
+	AcquireWaits int64 `json:"acquire_waits"`
+	// AcquireWaitMS is the total time those acquisitions waited, in
+	// milliseconds.
+	AcquireWaitMS float64 `json:"acquire_wait_ms"`
+	// AvgAcquireWaitMS is AcquireWaitMS ÷ AcquireWaits.
+	AvgAcquireWaitMS float64 `json:"avg_acquire_wait_ms"`
+
+	// StatementCacheHits and StatementCacheMisses count lookups of single
+	// statements with arguments in the per-connection statement (or
+	// description) cache; a miss prepares the statement. Batches and
+	// statements without arguments are not counted: pgx gives no hook to see
+	// their lookups.
+	StatementCacheHits   int64 `json:"statement_cache_hits"`
+	StatementCacheMisses int64 `json:"statement_cache_misses"`
+}
+
+// Stats returns the current statistics. It takes the pool's lock briefly.
+func (c *Client) Stats() Stats {
+	ps := c.pool.Stat()
+	s := Stats{
+		AcquiredConnections: c.stats.acquired.Load(),
+		ReleasedConnections: c.stats.released.Load(),
+		FailedAcquisitions:  c.stats.failedAcquires.Load(),
+		QueryCount:          c.stats.queries.Load(),
+		PotentialLeaks:      c.stats.potentialLeaks.Load(),
+		FailedQueries:       c.stats.failedQueries.Load(),
+		QueryTimeouts:       c.stats.queryTimeouts.Load(),
+		CurrentLeaks:        c.stats.currentLeaks.Load(),
+
+		Size:    ps.TotalConns(),
+		Idle:    ps.IdleConns(),
+		InUse:   ps.AcquiredConns(),
+		Waiting: c.stats.waiting.Load(),
+		Max:     ps.MaxConns(),
+		Min:     max(c.cfg.MinConns, 0),
+
+		NewConnections:    ps.NewConnsCount(),
+		RecycledByAge:     ps.MaxLifetimeDestroyCount(),
+		RecycledByQueries: c.stats.recycledByQueries.Load(),
+		RecycledByIdle:    ps.MaxIdleDestroyCount(),
+
+		AcquireWaits:  ps.EmptyAcquireCount(),
+		AcquireWaitMS: ms(ps.EmptyAcquireWaitTime()),
+	}
+	if s.QueryCount > 0 {
+		s.AvgQueryTimeMS = ms(time.Duration(c.stats.queryNanos.Load())) / float64(s.QueryCount)
+	}
+	if s.AcquireWaits > 0 {
+		s.AvgAcquireWaitMS = s.AcquireWaitMS / float64(s.AcquireWaits)
+	}
+	if s.Max > 0 {
+		s.PoolUtilizationPercent = float64(s.InUse) / float64(s.Max) * 100
+	}
+	lookups, misses := c.stats.cacheLookups.Load(), c.stats.cacheMisses.Load()
+	s.StatementCacheMisses = misses
+	s.StatementCacheHits = max(lookups-misses, 0)
+	return s
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// ConnectionSnapshot is one row of ADR-016's connection_metrics table: the
+// pool's state at RecordedAt. The data layer adds the instance id.
+type ConnectionSnapshot struct {
+	ServiceName        string    `json:"service_name"`
+	PoolSize           int32     `json:"pool_size"`
+	ActiveConnections  int32     `json:"active_connections"`
+	IdleConnections    int32     `json:"idle_connections"`
+	WaitingConnections int32     `json:"waiting_connections"`
+	TotalQueries       int64     `json:"total_queries"`
+	FailedQueries      int64     `json:"failed_queries"`
+	AvgQueryTimeMS     float64   `json:"avg_query_time_ms"`
+	PotentialLeaks     int64     `json:"potential_leaks"`
+	UtilizationPercent float64   `json:"utilization_percent"`
+	RecordedAt         time.Time `json:"recorded_at"`
+}
+
+// Snapshot returns the current connection metrics, for storing periodically in
+// connection_metrics. Counters are cumulative since Open.
+func (c *Client) Snapshot() ConnectionSnapshot {
+	s := c.Stats()
+	return ConnectionSnapshot{
+		ServiceName:        c.cfg.ServiceName,
+		PoolSize:           s.Size,
+		ActiveConnections:  s.InUse,
+		IdleConnections:    s.Idle,
+		WaitingConnections: s.Waiting,
+		TotalQueries:       s.QueryCount,
+		FailedQueries:      s.FailedQueries,
+		AvgQueryTimeMS:     s.AvgQueryTimeMS,
+		PotentialLeaks:     s.PotentialLeaks,
+		UtilizationPercent: s.PoolUtilizationPercent,
+		RecordedAt:         time.Now(),
+	}
+}

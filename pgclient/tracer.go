@@ -1,0 +1,233 @@
+package pgclient
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// stateKey is where a connection's connState lives in pgconn's CustomData.
+const stateKey = "omnibridge.pgclient"
+
+// connState is what the client tracks per pooled connection. Apart from hold,
+// its fields are only touched by the goroutine that holds the connection (the
+// pool hands a connection over under a mutex, which orders the accesses).
+type connState struct {
+	createdAt time.Time
+	pid       uint32
+
+	queries int64     // statements run on this connection
+	opStart time.Time // start of the traced operation in progress
+	batchN  int64     // statements read so far in the batch in progress
+	batchEr int64     // of which failed
+
+	// lookup is set while a statement that consults the statement cache is
+	// running; a prepare under it is a cache miss.
+	lookup bool
+
+	hold atomic.Pointer[hold] // the current holder, when leak detection is on
+}
+
+func stateOf(conn *pgx.Conn) *connState {
+	st, _ := conn.PgConn().CustomData()[stateKey].(*connState)
+	return st
+}
+
+// registry is the set of open connections, for the leak scan.
+type registry struct {
+	mu sync.Mutex
+	m  map[*connState]struct{}
+}
+
+func (r *registry) add(st *connState) {
+	r.mu.Lock()
+	if r.m == nil {
+		r.m = make(map[*connState]struct{})
+	}
+	r.m[st] = struct{}{}
+	r.mu.Unlock()
+}
+
+func (r *registry) remove(st *connState) {
+	r.mu.Lock()
+	delete(r.m, st)
+	r.mu.Unlock()
+}
+
+func (r *registry) each(fn func(*connState)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for st := range r.m {
+		fn(st)
+	}
+}
+
+// tracer hooks the client into pgx and pgxpool. Counting at this level, rather
+// than in the Client's methods, covers every statement on a pooled connection:
+// transactions, acquired Conns and direct use of Pool() included.
+type tracer struct{ c *Client }
+
+var (
+	_ pgx.QueryTracer       = (*tracer)(nil)
+	_ pgx.BatchTracer       = (*tracer)(nil)
+	_ pgx.CopyFromTracer    = (*tracer)(nil)
+	_ pgx.PrepareTracer     = (*tracer)(nil)
+	_ pgxpool.AcquireTracer = (*tracer)(nil)
+	_ pgxpool.ReleaseTracer = (*tracer)(nil)
+)
+
+func (t *tracer) TraceAcquireStart(ctx context.Context, _ *pgxpool.Pool, _ pgxpool.TraceAcquireStartData) context.Context {
+	return ctx
+}
+
+func (t *tracer) TraceAcquireEnd(_ context.Context, _ *pgxpool.Pool, d pgxpool.TraceAcquireEndData) {
+	if d.Err != nil || d.Conn == nil {
+		return
+	}
+	t.c.stats.acquired.Add(1)
+	if t.c.leakThreshold > 0 {
+		if st := stateOf(d.Conn); st != nil {
+			st.hold.Store(newHold(st))
+		}
+	}
+}
+
+// TraceRelease ends the hold and enforces MaxQueriesPerConn. Closing the
+// connection here makes pgxpool destroy it and top the pool up to MinConns
+// right away; pgxpool's AfterRelease hook would cost a goroutine per release.
+func (t *tracer) TraceRelease(_ *pgxpool.Pool, d pgxpool.TraceReleaseData) {
+	c := t.c
+	c.stats.released.Add(1)
+	st := stateOf(d.Conn)
+	if st == nil {
+		return
+	}
+	c.endHold(st, "released")
+	if c.maxQueries > 0 && st.queries >= c.maxQueries && !d.Conn.IsClosed() {
+		c.stats.recycledByQueries.Add(1)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = d.Conn.Close(ctx)
+		cancel()
+	}
+}
+
+func (t *tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	st := stateOf(conn)
+	if st == nil {
+		return ctx
+	}
+	st.queries++
+	st.lookup = t.c.usesStatementCache(d.SQL, d.Args)
+	if st.lookup {
+		t.c.stats.cacheLookups.Add(1)
+	}
+	st.opStart = time.Now()
+	return ctx
+}
+
+func (t *tracer) TraceQueryEnd(_ context.Context, conn *pgx.Conn, d pgx.TraceQueryEndData) {
+	st := stateOf(conn)
+	if st == nil {
+		return
+	}
+	st.lookup = false
+	var failed int64
+	if d.Err != nil {
+		failed = 1
+	}
+	t.c.recordStatements(kindQuery, 1, failed, time.Since(st.opStart))
+}
+
+func (t *tracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	if st := stateOf(conn); st != nil {
+		st.opStart, st.batchN, st.batchEr = time.Now(), 0, 0
+	}
+	return ctx
+}
+
+func (t *tracer) TraceBatchQuery(_ context.Context, conn *pgx.Conn, d pgx.TraceBatchQueryData) {
+	if st := stateOf(conn); st != nil {
+		st.queries++
+		st.batchN++
+		if d.Err != nil {
+			st.batchEr++
+		}
+	}
+}
+
+func (t *tracer) TraceBatchEnd(_ context.Context, conn *pgx.Conn, d pgx.TraceBatchEndData) {
+	st := stateOf(conn)
+	if st == nil {
+		return
+	}
+	n, failed := st.batchN, st.batchEr
+	if d.Err != nil && failed == 0 {
+		failed = 1 // the batch failed as a whole
+		n = max(n, 1)
+	}
+	t.c.recordStatements(kindBatch, n, failed, time.Since(st.opStart))
+}
+
+func (t *tracer) TraceCopyFromStart(ctx context.Context, conn *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
+	if st := stateOf(conn); st != nil {
+		st.queries++
+		st.opStart = time.Now()
+	}
+	return ctx
+}
+
+func (t *tracer) TraceCopyFromEnd(_ context.Context, conn *pgx.Conn, d pgx.TraceCopyFromEndData) {
+	st := stateOf(conn)
+	if st == nil {
+		return
+	}
+	var failed int64
+	if d.Err != nil {
+		failed = 1
+	}
+	t.c.recordStatements(kindCopy, 1, failed, time.Since(st.opStart))
+}
+
+// TracePrepareStart counts statement cache misses: pgx prepares a statement
+// inside a query exactly when the cache did not hold it.
+func (t *tracer) TracePrepareStart(ctx context.Context, conn *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
+	if st := stateOf(conn); st != nil && st.lookup {
+		st.lookup = false
+		t.c.stats.cacheMisses.Add(1)
+	}
+	return ctx
+}
+
+func (t *tracer) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
+
+// usesStatementCache reports whether pgx will look sql up in a per-connection
+// cache (statement or description cache) when running it with args. It
+// mirrors the decision in pgx.Conn.Query; for Exec, pgx uses the simple
+// protocol when there are no arguments, which the tracer cannot tell from a
+// Query without arguments, so those are not counted.
+func (c *Client) usesStatementCache(sql string, args []any) bool {
+	if sql == "" || len(args) == 0 || c.prepared[sql] {
+		return false
+	}
+	mode := c.execMode
+	for _, a := range args {
+		switch a := a.(type) {
+		case pgx.QueryExecMode:
+			mode = a
+		case pgx.QueryResultFormats, pgx.QueryResultFormatsByOID:
+		case pgx.QueryRewriter: // named arguments: there are arguments after rewriting
+			return cachedMode(mode)
+		default:
+			return cachedMode(mode)
+		}
+	}
+	return false
+}
+
+func cachedMode(m pgx.QueryExecMode) bool {
+	return m == pgx.QueryExecModeCacheStatement || m == pgx.QueryExecModeCacheDescribe
+}
