@@ -1,0 +1,4 @@
+package store
+
+// ClaimDueSQLForTest lets the tests EXPLAIN how claims find due events.
+const ClaimDueSQLForTest = claimDueSQL
