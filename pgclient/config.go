@@ -120,8 +120,8 @@ type Config struct {
 	// CancelGrace is how long, after a statement's context ends, the client
 	// waits for the server to confirm the cancel request before giving up on
 	// the connection and closing it. Defaults to 1s; negative closes the
-	// connection at once without a cancel request (pgx's own behaviour; the
-	// statement then runs on until the server notices or statement_timeout).
+	// connection at once (pgx's default: it sends the cancel request as it
+	// closes, so the statement still stops, but the connection is lost).
 	CancelGrace time.Duration `yaml:"cancel_grace"`
 
 	// AcquireTimeout bounds the wait for a free connection; an acquire that
@@ -272,7 +272,7 @@ func (c Config) Validate() error {
 		bad("statement_timeout", c.StatementTimeout,
 			fmt.Sprintf("must not be below query_timeout (%s): it is the server-side backstop", c.QueryTimeout))
 	}
-	if c.StatementTimeout == 0 {
+	if c.StatementTimeout == 0 && c.QueryTimeout > 0 {
 		bad("statement_timeout", c.StatementTimeout, "must be positive, or negative to send none")
 	}
 	if c.StatementCacheCapacity < 1 {

@@ -112,3 +112,13 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// withParams returns the URL of a fresh empty database with params appended.
+func withParams(t *testing.T, params string) string {
+	t.Helper()
+	u := testdb.NewEmpty(t)
+	if strings.Contains(u, "?") {
+		return u + "&" + params
+	}
+	return u + "?" + params
+}
