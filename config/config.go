@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/omnibridge/omnibridge/kafka"
+	"github.com/omnibridge/omnibridge/pgclient"
 )
 
 // EnvPrefix prefixes every environment variable that overrides a field, e.g.
@@ -107,7 +108,7 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fieldError("log.format", c.Log.Format, "must be text or json"))
 	}
-	errs = append(errs, prefixed("database", c.Database.Validate())...)
+	errs = append(errs, prefixed("database", validateDatabase(c.Database))...)
 	errs = append(errs, prefixed("kafka", c.Kafka.Validate())...)
 	return errors.Join(errs...)
 }
@@ -133,20 +134,24 @@ func prefixed(section string, err error) []error {
 	if err == nil {
 		return nil
 	}
-	var parts []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		parts = j.Unwrap()
-	} else {
-		parts = []error{err}
-	}
+	parts := unwrapJoined(err)
 	out := make([]error, 0, len(parts))
 	for _, p := range parts {
-		var fe *FieldError
-		if errors.As(p, &fe) {
+		var (
+			fe *FieldError
+			pe *pgclient.ConfigError
+			ke *kafka.FieldError
+		)
+		switch {
+		case errors.As(p, &fe):
 			out = append(out, &FieldError{Field: section + "." + fe.Field, Value: fe.Value, Reason: fe.Reason})
-			continue
+		case errors.As(p, &pe):
+			out = append(out, &FieldError{Field: section + "." + pe.Field, Value: pe.Value, Reason: pe.Reason})
+		case errors.As(p, &ke):
+			out = append(out, &FieldError{Field: section + "." + ke.Field, Value: ke.Value, Reason: ke.Reason})
+		default:
+			out = append(out, fmt.Errorf("%s: %w", section, p))
 		}
-		out = append(out, fmt.Errorf("%s: %w", section, p))
 	}
 	return out
 }

@@ -1,14 +1,37 @@
 package config
 
-// DatabaseConfig is the primary database connection.
-type DatabaseConfig struct {
-	// URL is the PostgreSQL connection URL. Falls back to DATABASE_URL. No default:
-	// every command but `dev` needs it.
-	URL string `yaml:"url"`
+import (
+	"errors"
+
+	"github.com/omnibridge/omnibridge/pgclient"
+)
+
+// DatabaseConfig is the shared database configuration: pgclient's, under
+// `database:`. Each service opens its own pool from it (see service.Config for
+// the per-service overrides).
+type DatabaseConfig = pgclient.Config
+
+// validateDatabase validates the database section. An empty URL is allowed
+// here: `dev` starts its own database, and the commands that need one say so.
+func validateDatabase(d DatabaseConfig) error {
+	err := d.Validate()
+	if err == nil || d.URL != "" {
+		return err
+	}
+	var keep []error
+	for _, e := range unwrapJoined(err) {
+		var ce *pgclient.ConfigError
+		if errors.As(e, &ce) && ce.Field == "url" {
+			continue
+		}
+		keep = append(keep, e)
+	}
+	return errors.Join(keep...)
 }
 
-// WithDefaults returns d with defaults filled in.
-func (d DatabaseConfig) WithDefaults() DatabaseConfig { return d }
-
-// Validate reports invalid fields.
-func (d DatabaseConfig) Validate() error { return nil }
+func unwrapJoined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}

@@ -1,0 +1,321 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/omnibridge/omnibridge/pgclient"
+	"github.com/omnibridge/omnibridge/store"
+)
+
+// Options describe one service to New.
+type Options struct {
+	// Name is the service name ("hook_receiver"), used for the session, the
+	// pool's application_name and the metrics' service label.
+	Name string
+	// Version is recorded in the session's metadata.
+	Version string
+	// Config is the service's runtime configuration (defaults filled).
+	Config Config
+	// Database is the shared database configuration; Config.Database
+	// overrides parts of it for this service's own pool.
+	Database pgclient.Config
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Listener, when set, is served instead of listening on Config.Addr
+	// (tests pass a listener on 127.0.0.1:0).
+	Listener net.Listener
+}
+
+// Runtime is a running service's shared machinery. Services add their routes to
+// Mux, their readiness checks with AddReadyCheck, and their background work with
+// Go; Run serves until its context ends and then shuts down in order.
+type Runtime struct {
+	Name       string
+	InstanceID string
+	SessionID  uuid.UUID
+	Log        *slog.Logger
+	DB         *pgclient.Client
+	Store      *store.Store
+	Registry   *prometheus.Registry
+	Mux        *http.ServeMux
+
+	cfg      Config
+	version  string
+	listener net.Listener
+	server   *http.Server
+
+	mu      sync.Mutex
+	ready   []namedCheck
+	workers []func(context.Context) error
+	drains  []func(context.Context) error
+}
+
+type namedCheck struct {
+	name string
+	fn   func(context.Context) error
+}
+
+// New opens the service's own pool, registers its session and prepares its HTTP
+// server. The caller adds routes and work, then calls Run.
+func New(ctx context.Context, o Options) (*Runtime, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("service", o.Name)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	dbc := o.Database
+	dbc.ServiceName = o.Name
+	if o.Config.Database.URL != "" {
+		dbc.URL = o.Config.Database.URL
+	}
+	if o.Config.Database.Role != "" {
+		dbc.Role = o.Config.Database.Role
+	}
+	if o.Config.Database.MinConns > 0 {
+		dbc.MinConns = o.Config.Database.MinConns
+	}
+	if o.Config.Database.MaxConns > 0 {
+		dbc.MaxConns = o.Config.Database.MaxConns
+	}
+	dbc.Logger = log
+	dbc.Registerer = reg
+
+	ln := o.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", o.Config.Addr); err != nil {
+			return nil, fmt.Errorf("%s: listen on %s: %w", o.Name, o.Config.Addr, err)
+		}
+	}
+	client, err := pgclient.Open(ctx, dbc)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("%s: open database: %w", o.Name, err)
+	}
+	st := store.New(client, store.WithLogger(log))
+	host, _ := os.Hostname()
+	r := &Runtime{
+		Name:       o.Name,
+		InstanceID: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8]),
+		SessionID:  uuid.Must(uuid.NewV7()),
+		Log:        log,
+		DB:         client,
+		Store:      st,
+		Registry:   reg,
+		Mux:        http.NewServeMux(),
+		cfg:        o.Config,
+		version:    o.Version,
+		listener:   ln,
+	}
+	r.Mux.HandleFunc("GET /healthz", r.healthz)
+	r.Mux.HandleFunc("GET /readyz", r.readyz)
+	r.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	r.AddReadyCheck("database", func(ctx context.Context) error {
+		h := client.Health(ctx)
+		if h.Status == pgclient.StatusUnhealthy {
+			return fmt.Errorf("database unhealthy: %v", h.Reasons)
+		}
+		return nil
+	})
+	r.server = &http.Server{
+		Handler:           r.Mux,
+		ReadHeaderTimeout: o.Config.ReadHeaderTimeout,
+		ReadTimeout:       o.Config.ReadTimeout,
+		WriteTimeout:      o.Config.WriteTimeout,
+		IdleTimeout:       o.Config.IdleTimeout,
+		MaxHeaderBytes:    o.Config.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	meta := map[string]any{"version": o.Version, "address": ln.Addr().String(), "pid": os.Getpid()}
+	if _, err := st.CreateSession(ctx, store.Session{
+		ID: r.SessionID, ServiceName: o.Name, InstanceID: r.InstanceID, Metadata: meta,
+	}); err != nil {
+		client.Close()
+		ln.Close()
+		return nil, fmt.Errorf("%s: register session: %w", o.Name, err)
+	}
+	return r, nil
+}
+
+// Addr is the address the HTTP server listens on.
+func (r *Runtime) Addr() string { return r.listener.Addr().String() }
+
+// AddReadyCheck adds a check that /readyz runs; any failure answers 503.
+func (r *Runtime) AddReadyCheck(name string, fn func(context.Context) error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ready = append(r.ready, namedCheck{name, fn})
+}
+
+// Go adds background work that runs while the service runs. It must return
+// when its context ends; an error from it stops the service.
+func (r *Runtime) Go(fn func(context.Context) error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.workers = append(r.workers, fn)
+}
+
+// OnDrain adds a step run at shutdown after the HTTP server stopped taking
+// requests and before the pool closes (flush queues, release claims), in the
+// order added, within the shutdown timeout.
+func (r *Runtime) OnDrain(fn func(context.Context) error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.drains = append(r.drains, fn)
+}
+
+func (r *Runtime) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "service": r.Name, "instance_id": r.InstanceID})
+}
+
+func (r *Runtime) readyz(w http.ResponseWriter, req *http.Request) {
+	ctx, cancel := context.WithTimeout(req.Context(), 3*time.Second)
+	defer cancel()
+	r.mu.Lock()
+	checks := append([]namedCheck(nil), r.ready...)
+	r.mu.Unlock()
+	res := map[string]string{}
+	status := http.StatusOK
+	for _, c := range checks {
+		if err := c.fn(ctx); err != nil {
+			res[c.name] = err.Error()
+			status = http.StatusServiceUnavailable
+		} else {
+			res[c.name] = "ok"
+		}
+	}
+	writeJSON(w, status, map[string]any{"ready": status == http.StatusOK, "checks": res})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Run serves HTTP, heartbeats the session, records pool snapshots and runs the
+// service's work until ctx ends or something fails. Then it shuts down in
+// order: stop taking requests and finish those in flight, stop the work, run
+// the drain steps, end the session, close the pool. It returns the first
+// failure, or nil after a clean shutdown.
+func (r *Runtime) Run(ctx context.Context) error {
+	workCtx, stopWork := context.WithCancelCause(context.Background())
+	defer stopWork(nil)
+	var wg sync.WaitGroup
+	fail := make(chan error, 1)
+	start := func(fn func(context.Context) error) {
+		wg.Go(func() {
+			if err := fn(workCtx); err != nil && !errors.Is(err, context.Canceled) {
+				select {
+				case fail <- err:
+				default:
+				}
+			}
+		})
+	}
+	r.mu.Lock()
+	work := append([]func(context.Context) error{r.heartbeat, r.recordPool}, r.workers...)
+	r.mu.Unlock()
+	for _, fn := range work {
+		start(fn)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- r.server.Serve(r.listener) }()
+	r.Log.Info("service: started", "addr", r.Addr(), "instance_id", r.InstanceID, "session_id", r.SessionID)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			runErr = fmt.Errorf("%s: http server: %w", r.Name, err)
+		}
+	case runErr = <-fail:
+	}
+	return errors.Join(runErr, r.shutdown(stopWork, &wg, runErr))
+}
+
+func (r *Runtime) shutdown(stopWork context.CancelCauseFunc, wg *sync.WaitGroup, cause error) error {
+	r.Log.Info("service: shutting down")
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if err := r.server.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	stopWork(errors.New("service shutting down"))
+	wg.Wait()
+	r.mu.Lock()
+	drains := append([]func(context.Context) error(nil), r.drains...)
+	r.mu.Unlock()
+	for _, d := range drains {
+		if err := d(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	status := store.SessionEnded
+	if cause != nil {
+		status = store.SessionFailed
+	}
+	if err := r.Store.EndSession(ctx, r.SessionID, status); err != nil {
+		errs = append(errs, fmt.Errorf("end session: %w", err))
+	}
+	r.DB.Close()
+	r.Log.Info("service: stopped")
+	return errors.Join(errs...)
+}
+
+func (r *Runtime) heartbeat(ctx context.Context) error {
+	t := time.NewTicker(r.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			hctx, cancel := context.WithTimeout(ctx, r.cfg.HeartbeatInterval)
+			if err := r.Store.Heartbeat(hctx, r.SessionID); err != nil && ctx.Err() == nil {
+				r.Log.Warn("service: heartbeat failed", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+func (r *Runtime) recordPool(ctx context.Context) error {
+	return r.Store.RunConnectionMetrics(ctx, r.cfg.MetricsInterval, func() store.ConnectionSnapshot {
+		s := r.DB.Snapshot()
+		return store.ConnectionSnapshot{
+			ServiceName:        r.Name,
+			InstanceID:         r.InstanceID,
+			PoolSize:           int(r.DB.Config().MaxConns),
+			Active:             int(s.ActiveConnections),
+			Idle:               int(s.IdleConnections),
+			Waiting:            int(s.WaitingConnections),
+			TotalQueries:       s.TotalQueries,
+			FailedQueries:      s.FailedQueries,
+			AvgQueryTimeMS:     s.AvgQueryTimeMS,
+			PotentialLeaks:     int(s.PotentialLeaks),
+			UtilizationPercent: s.UtilizationPercent,
+			RecordedAt:         s.RecordedAt,
+		}
+	})
+}
