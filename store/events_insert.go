@@ -96,7 +96,11 @@ type eventColumns struct {
 	metadata   []json.RawMessage
 	deliveries []string
 	createdAt  []*time.Time
-	explicit   bool
+	// withCreatedAt says that some event has a CreatedAt, so createdAt is
+	// sent (nil entries mean now()).
+	withCreatedAt bool
+	// explicitIDs says that some event came with its own ID.
+	explicitIDs bool
 }
 
 func newEventColumns(n int) *eventColumns {
@@ -123,20 +127,35 @@ func (c *eventColumns) add(pos int, id uuid.UUID, e *NewEvent) {
 	}
 	c.metadata = append(c.metadata, md)
 	c.deliveries = append(c.deliveries, e.DeliveryID)
-	if !e.CreatedAt.IsZero() && !c.explicit {
-		c.explicit = true
+	c.explicitIDs = c.explicitIDs || e.ID != uuid.Nil
+	if !e.CreatedAt.IsZero() && !c.withCreatedAt {
+		c.withCreatedAt = true
 		c.createdAt = make([]*time.Time, len(c.pos)-1, cap(c.pos))
 	}
-	if c.explicit {
+	if c.withCreatedAt {
 		c.createdAt = append(c.createdAt, timeArg(e.CreatedAt))
 	}
 }
 
 func (c *eventColumns) len() int { return len(c.pos) }
 
+// slice returns rows [lo, hi) of c, sharing its arrays.
+func (c *eventColumns) slice(lo, hi int) *eventColumns {
+	out := &eventColumns{
+		pos: c.pos[lo:hi], ids: c.ids[lo:hi], sources: c.sources[lo:hi], actions: c.actions[lo:hi],
+		resources: c.resources[lo:hi], resIDs: c.resIDs[lo:hi], payloads: c.payloads[lo:hi],
+		metadata: c.metadata[lo:hi], deliveries: c.deliveries[lo:hi],
+		withCreatedAt: c.withCreatedAt, explicitIDs: c.explicitIDs,
+	}
+	if c.withCreatedAt {
+		out.createdAt = c.createdAt[lo:hi]
+	}
+	return out
+}
+
 func (c *eventColumns) args() (string, []any) {
 	args := []any{c.ids, c.sources, c.actions, c.resources, c.resIDs, c.payloads, c.metadata, c.deliveries}
-	if c.explicit {
+	if c.withCreatedAt || c.explicitIDs {
 		return insertEventsExplicitSQL, append(args, c.createdAt)
 	}
 	return insertEventsSQL, args
@@ -144,8 +163,24 @@ func (c *eventColumns) args() (string, []any) {
 
 // insertEvents stores validated events and fills res (len(res) == len(events)).
 func (s *Store) insertEvents(ctx context.Context, events []NewEvent, res []InsertResult) error {
+	cols, dupOf, err := prepareBatch(events, res)
+	if err != nil {
+		return err
+	}
+	if err := insertColumns(ctx, s.db, events, cols, res); err != nil {
+		return err
+	}
+	resolveBatchDuplicates(res, dupOf)
+	return nil
+}
+
+// prepareBatch gives each event its id (in res) and sets aside the events
+// that repeat an earlier one of the batch (same source and delivery id, or
+// same explicit id and creation time): dupOf[i] is the index of the event
+// that event i repeats, or -1; dupOf is nil when nothing repeats. The others
+// are returned as columns.
+func prepareBatch(events []NewEvent, res []InsertResult) (*eventColumns, []int, error) {
 	cols := newEventColumns(len(events))
-	// dupOf[i] is the earlier event of the batch that event i duplicates, or -1.
 	var dupOf []int
 	var seenDelivery map[deliveryKey]int
 	var seenExplicit map[explicitKey]int
@@ -175,7 +210,7 @@ func (s *Store) insertEvents(ctx context.Context, events []NewEvent, res []Inser
 		if id == uuid.Nil {
 			var err error
 			if id, err = uuid.NewV7(); err != nil {
-				return fmt.Errorf("store: new event id: %w", err)
+				return nil, nil, fmt.Errorf("store: new event id: %w", err)
 			}
 		} else {
 			k := explicitKey{id, e.CreatedAt}
@@ -191,25 +226,34 @@ func (s *Store) insertEvents(ctx context.Context, events []NewEvent, res []Inser
 		res[i] = InsertResult{ID: id}
 		cols.add(i, id, e)
 	}
+	return cols, dupOf, nil
+}
 
-	if err := s.insertColumns(ctx, events, cols, res); err != nil {
-		return err
-	}
+// resolveBatchDuplicates gives the events that repeat an earlier event of the
+// batch that event's id.
+func resolveBatchDuplicates(res []InsertResult, dupOf []int) {
 	for i, first := range dupOf {
 		if first >= 0 {
 			res[i] = InsertResult{ID: res[first].ID, Duplicate: true}
 		}
 	}
-	return nil
+}
+
+// queryer is a pool or a transaction.
+type queryer interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // insertColumns runs the insert for cols and resolves its duplicates: an event
 // whose delivery was taken gets the first event's id. A delivery removed (by
 // retention) between the conflict and the lookup is inserted again.
-func (s *Store) insertColumns(ctx context.Context, events []NewEvent, cols *eventColumns, res []InsertResult) error {
+func insertColumns(ctx context.Context, q queryer, events []NewEvent, cols *eventColumns, res []InsertResult) error {
 	for range maxDedupRounds {
+		if cols.len() == 0 {
+			return nil
+		}
 		sql, args := cols.args()
-		rows, err := s.db.Query(ctx, sql, args...)
+		rows, err := q.Query(ctx, sql, args...)
 		if err != nil {
 			return fmt.Errorf("store: insert events: %w", err)
 		}
@@ -217,52 +261,61 @@ func (s *Store) insertColumns(ctx context.Context, events []NewEvent, cols *even
 		if err != nil {
 			return fmt.Errorf("store: insert events: %w", err)
 		}
-		if len(notInserted) == 0 {
-			return nil
+		pos := make([]int, len(notInserted))
+		for j, n := range notInserted {
+			pos[j] = cols.pos[n-1]
 		}
-		var keySources, keyDeliveries []string
-		for _, n := range notInserted {
-			i := cols.pos[n-1]
-			res[i].Duplicate = true
-			if d := events[i].DeliveryID; d != "" {
-				keySources = append(keySources, events[i].Source)
-				keyDeliveries = append(keyDeliveries, d)
-			}
-		}
-		if len(keySources) == 0 {
-			return nil
-		}
-		found, err := s.lookupDeliveries(ctx, keySources, keyDeliveries)
-		if err != nil {
+		retry, err := resolveDuplicates(ctx, q, events, pos, res)
+		if err != nil || retry.len() == 0 {
 			return err
-		}
-		retry := newEventColumns(0)
-		for _, n := range notInserted {
-			i := cols.pos[n-1]
-			e := &events[i]
-			if e.DeliveryID == "" {
-				continue
-			}
-			if id, ok := found[deliveryKey{e.Source, e.DeliveryID}]; ok {
-				res[i].ID = id
-				continue
-			}
-			res[i].Duplicate = false
-			retry.add(i, res[i].ID, e)
-		}
-		if retry.len() == 0 {
-			return nil
 		}
 		cols = retry
 	}
 	return fmt.Errorf("store: insert events: deliveries kept disappearing between insert and lookup (is retention deleting fresh deliveries?)")
 }
 
+// resolveDuplicates handles the events at positions pos that were not
+// inserted: each is a duplicate, of the event that holds its delivery (looked
+// up) or, without a delivery id, of the event with its explicit id. Events
+// whose delivery is gone by the time of the lookup are returned for another
+// try.
+func resolveDuplicates(ctx context.Context, q queryer, events []NewEvent, pos []int, res []InsertResult) (*eventColumns, error) {
+	retry := newEventColumns(0)
+	var keySources, keyDeliveries []string
+	for _, i := range pos {
+		res[i].Duplicate = true
+		if d := events[i].DeliveryID; d != "" {
+			keySources = append(keySources, events[i].Source)
+			keyDeliveries = append(keyDeliveries, d)
+		}
+	}
+	if len(keySources) == 0 {
+		return retry, nil
+	}
+	found, err := lookupDeliveries(ctx, q, keySources, keyDeliveries)
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range pos {
+		e := &events[i]
+		if e.DeliveryID == "" {
+			continue
+		}
+		if id, ok := found[deliveryKey{e.Source, e.DeliveryID}]; ok {
+			res[i].ID = id
+			continue
+		}
+		res[i].Duplicate = false
+		retry.add(i, res[i].ID, e)
+	}
+	return retry, nil
+}
+
 // maxDedupRounds bounds the retries of insertColumns.
 const maxDedupRounds = 3
 
-func (s *Store) lookupDeliveries(ctx context.Context, sources, deliveries []string) (map[deliveryKey]uuid.UUID, error) {
-	rows, err := s.db.Query(ctx, lookupDeliveriesSQL, sources, deliveries)
+func lookupDeliveries(ctx context.Context, q queryer, sources, deliveries []string) (map[deliveryKey]uuid.UUID, error) {
+	rows, err := q.Query(ctx, lookupDeliveriesSQL, sources, deliveries)
 	if err != nil {
 		return nil, fmt.Errorf("store: look up deliveries: %w", err)
 	}
