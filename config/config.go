@@ -17,6 +17,7 @@ import (
 
 	"github.com/omnibridge/omnibridge/kafka"
 	"github.com/omnibridge/omnibridge/pgclient"
+	"github.com/omnibridge/omnibridge/store"
 )
 
 // EnvPrefix prefixes every environment variable that overrides a field, e.g.
@@ -43,6 +44,9 @@ type Config struct {
 
 	// Database is the primary PostgreSQL. Its URL falls back to DATABASE_URL.
 	Database DatabaseConfig `yaml:"database"`
+
+	// Retention is how long data is kept and how maintenance runs.
+	Retention store.RetentionPolicy `yaml:"retention"`
 
 	// Kafka is where the WorkflowCoordinator publishes events. `dev` starts an
 	// in-process broker when no brokers are set.
@@ -79,6 +83,7 @@ func (c Config) WithDefaults() Config {
 	c.Log.Format = orDefault(c.Log.Format, "text")
 	c.Database = c.Database.WithDefaults()
 	c.Kafka = c.Kafka.WithDefaults()
+	c.Retention = c.Retention.WithDefaults()
 	c.Dev.DataDir = orDefault(c.Dev.DataDir, ".omnibridge/pgdata")
 	return c
 }
@@ -110,6 +115,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, prefixed("database", validateDatabase(c.Database))...)
 	errs = append(errs, prefixed("kafka", c.Kafka.Validate())...)
+	errs = append(errs, prefixed("retention", c.Retention.Validate())...)
 	return errors.Join(errs...)
 }
 

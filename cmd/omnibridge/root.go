@@ -48,6 +48,7 @@ func newRootCmd() *cobra.Command {
 		newConfigCmd(g),
 		newMigrateCmd(g),
 		newDevCmd(g),
+		newCleanupCmd(g),
 	)
 	return root
 }
