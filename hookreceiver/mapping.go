@@ -108,21 +108,21 @@ type fieldSpec struct {
 	extract  func(x *extraction) (string, error)
 }
 
-// extraction is the request being mapped. body has passed checkJSON.
+// extraction is the request being mapped.
 type extraction struct {
-	h    http.Header
-	body []byte
+	h   http.Header
+	doc *document
 }
 
 func (m *mapper) extract(h http.Header, body []byte) (Event, error) {
-	top, err := checkJSON(body, m.maxDepth)
+	doc, err := checkJSON(body, m.maxDepth)
 	if err != nil {
 		return Event{}, err
 	}
-	if m.needObject && top != '{' {
+	if m.needObject && !doc.isObject() {
 		return Event{}, payloadErr(CodeNotObject, "", 0, "body must be a JSON object")
 	}
-	x := &extraction{h: h, body: body}
+	x := &extraction{h: h, doc: doc}
 	ev := Event{Source: m.source}
 	targets := []*string{&ev.Action, &ev.Resource, &ev.ResourceID, &ev.DeliveryID}
 	for i, f := range m.fields {
@@ -218,7 +218,7 @@ var (
 // stringAt returns the string or number at p as text; "" when p does not
 // exist or is null. Any other JSON type is an invalid_field error.
 func (x *extraction) stringAt(p jsonPointer, field string) (string, error) {
-	raw, ok := p.eval(x.body)
+	raw, ok := x.doc.eval(p)
 	if !ok {
 		return "", nil
 	}
@@ -240,7 +240,7 @@ func (x *extraction) stringAt(p jsonPointer, field string) (string, error) {
 // objectAt returns the object at p, {} when p does not exist or is null, and
 // an invalid_field error for any other JSON type.
 func (x *extraction) objectAt(p jsonPointer, field string) (json.RawMessage, error) {
-	raw, ok := p.eval(x.body)
+	raw, ok := x.doc.eval(p)
 	if !ok || raw[0] == 'n' {
 		return json.RawMessage("{}"), nil
 	}

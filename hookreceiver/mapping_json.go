@@ -2,7 +2,10 @@ package hookreceiver
 
 import (
 	"bytes"
+	"cmp"
+	"encoding/binary"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -18,26 +21,73 @@ import (
 //     value while other parsers keep the first, so a signed body could be
 //     read two ways; refusing it removes the ambiguity.
 //
-// It returns the first byte of the top-level value ('{' for an object).
-func checkJSON(data []byte, maxDepth int) (byte, error) {
+// It returns the document with an index of the top-level object's members.
+func checkJSON(data []byte, maxDepth int) (*document, error) {
 	if !utf8.Valid(data) {
 		off := invalidUTF8Offset(data)
-		return 0, payloadErr(CodeInvalidUTF8, "", off, "body is not valid UTF-8 at byte %d", off)
+		return nil, payloadErr(CodeInvalidUTF8, "", off, "body is not valid UTF-8 at byte %d", off)
 	}
 	c := jsonChecker{data: data, maxDepth: maxDepth}
 	c.skipWS()
 	if c.pos == len(data) {
-		return 0, payloadErr(CodeInvalidJSON, "", 0, "body is empty; send a JSON object")
+		return nil, payloadErr(CodeInvalidJSON, "", 0, "body is empty; send a JSON object")
 	}
-	top := data[c.pos]
+	start := c.pos
 	if err := c.value(0); err != nil {
-		return 0, err
+		return nil, err
 	}
+	doc := &document{value: data[start:c.pos], members: c.members}
 	c.skipWS()
 	if c.pos != len(data) {
-		return 0, c.syntax("unexpected data after the JSON value")
+		return nil, c.syntax("unexpected data after the JSON value")
 	}
-	return top, nil
+	return doc, nil
+}
+
+// document is a body that passed checkJSON. For an object it keeps the
+// top-level members, so pointers into it do not rescan the whole body.
+type document struct {
+	value   []byte         // the top-level value without surrounding white space
+	members []member       // the top-level object's members, in order
+	byKey   map[string]int // index into members, built on first use for large objects
+}
+
+type member struct {
+	key []byte // decoded
+	val []byte // raw JSON value
+}
+
+func (d *document) isObject() bool { return d.value[0] == '{' }
+
+// eval returns the raw value p refers to, or false.
+func (d *document) eval(p jsonPointer) ([]byte, bool) {
+	if len(p) == 0 || !d.isObject() {
+		return p.eval(d.value)
+	}
+	i, ok := d.member(p[0])
+	if !ok {
+		return nil, false
+	}
+	return p[1:].eval(d.members[i].val)
+}
+
+func (d *document) member(key string) (int, bool) {
+	if len(d.members) <= keyLinearScanMax {
+		for i, m := range d.members {
+			if string(m.key) == key {
+				return i, true
+			}
+		}
+		return 0, false
+	}
+	if d.byKey == nil {
+		d.byKey = make(map[string]int, len(d.members))
+		for i, m := range d.members {
+			d.byKey[string(m.key)] = i
+		}
+	}
+	i, ok := d.byKey[key]
+	return i, ok
 }
 
 func invalidUTF8Offset(b []byte) int {
@@ -59,7 +109,7 @@ const (
 	numericMaxDscale  = 0x3FFF
 	numericMaxWeight  = 4*32768 - 1
 	numericMaxExp     = 1<<30 - 1
-	keyLinearScanMax  = 16 // objects with more keys use a map for duplicates
+	keyLinearScanMax  = 16 // objects with more keys are sorted to find duplicates
 	errorQuoteMaxRune = 64 // longest key quoted in an error message
 )
 
@@ -67,7 +117,8 @@ type jsonChecker struct {
 	data     []byte
 	pos      int
 	maxDepth int
-	keys     [][]byte // keys of the objects being scanned, innermost last
+	keys     []objectKey // keys of the objects being scanned, innermost last
+	members  []member    // members of the top-level object
 }
 
 func (c *jsonChecker) syntax(format string, args ...any) error {
@@ -126,7 +177,6 @@ func (c *jsonChecker) object(depth int) error {
 	c.pos++ // '{'
 	base := len(c.keys)
 	defer func() { c.keys = c.keys[:base] }()
-	var set map[string]struct{}
 	c.skipWS()
 	if c.pos < len(c.data) && c.data[c.pos] == '}' {
 		c.pos++
@@ -137,7 +187,7 @@ func (c *jsonChecker) object(depth int) error {
 		if c.pos >= len(c.data) || c.data[c.pos] != '"' {
 			return c.syntax("expected a string key")
 		}
-		keyAt := c.pos
+		at := c.pos
 		raw, escaped, err := c.str()
 		if err != nil {
 			return err
@@ -146,35 +196,28 @@ func (c *jsonChecker) object(depth int) error {
 		if escaped {
 			key = appendUnescaped(nil, raw)
 		}
-		dup := false
-		if set != nil {
-			_, dup = set[string(key)]
-			set[string(key)] = struct{}{}
-		} else {
+		// Small objects are checked for duplicates as they go; larger ones
+		// once, by sorting, when they close.
+		if len(c.keys)-base < keyLinearScanMax {
 			for _, k := range c.keys[base:] {
-				if bytes.Equal(k, key) {
-					dup = true
-					break
-				}
-			}
-			c.keys = append(c.keys, key)
-			if len(c.keys)-base > keyLinearScanMax {
-				set = make(map[string]struct{}, 2*keyLinearScanMax)
-				for _, k := range c.keys[base:] {
-					set[string(k)] = struct{}{}
+				if bytes.Equal(k.key, key) {
+					return duplicateKey(key, at)
 				}
 			}
 		}
-		if dup {
-			return payloadErr(CodeDuplicateKey, "", keyAt, "duplicate key %s at byte %d", quoteKey(key), keyAt)
-		}
+		c.keys = append(c.keys, objectKey{key: key, at: at})
 		c.skipWS()
 		if c.pos >= len(c.data) || c.data[c.pos] != ':' {
 			return c.syntax("expected ':' after an object key")
 		}
 		c.pos++
+		c.skipWS()
+		valAt := c.pos
 		if err := c.value(depth); err != nil {
 			return err
+		}
+		if depth == 1 {
+			c.members = append(c.members, member{key: key, val: c.data[valAt:c.pos]})
 		}
 		c.skipWS()
 		if c.pos >= len(c.data) {
@@ -185,11 +228,44 @@ func (c *jsonChecker) object(depth int) error {
 			c.pos++
 		case '}':
 			c.pos++
+			if len(c.keys)-base > keyLinearScanMax {
+				return sortedDuplicates(c.keys[base:])
+			}
 			return nil
 		default:
 			return c.syntax("expected ',' or '}' in an object")
 		}
 	}
+}
+
+// objectKey is a decoded key and the offset of its opening quote.
+type objectKey struct {
+	key []byte
+	at  int
+}
+
+// sortedDuplicates reports the first repeated key of one object, sorting ks.
+func sortedDuplicates(ks []objectKey) error {
+	slices.SortFunc(ks, func(a, b objectKey) int {
+		if c := bytes.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.at, b.at)
+	})
+	first := -1
+	for i := 1; i < len(ks); i++ {
+		if bytes.Equal(ks[i-1].key, ks[i].key) && (first < 0 || ks[i].at < ks[first].at) {
+			first = i
+		}
+	}
+	if first >= 0 {
+		return duplicateKey(ks[first].key, ks[first].at)
+	}
+	return nil
+}
+
+func duplicateKey(key []byte, at int) error {
+	return payloadErr(CodeDuplicateKey, "", at, "duplicate key %s at byte %d", quoteKey(key), at)
 }
 
 func (c *jsonChecker) array(depth int) error {
@@ -228,6 +304,16 @@ func (c *jsonChecker) str() (raw []byte, escaped bool, err error) {
 	c.pos++ // '"'
 	start := c.pos
 	for c.pos < len(c.data) {
+		// Eight bytes at a time while none needs attention, then byte-wise.
+		for c.pos+8 <= len(c.data) && plainStringWord(binary.LittleEndian.Uint64(c.data[c.pos:])) {
+			c.pos += 8
+		}
+		for c.pos < len(c.data) && plainStringByte[c.data[c.pos]] {
+			c.pos++
+		}
+		if c.pos >= len(c.data) {
+			break
+		}
 		ch := c.data[c.pos]
 		switch {
 		case ch == '"':
@@ -246,6 +332,25 @@ func (c *jsonChecker) str() (raw []byte, escaped bool, err error) {
 		}
 	}
 	return nil, false, c.syntax("unterminated string")
+}
+
+// plainStringByte marks the bytes that need no attention inside a string:
+// everything but '"', '\\' and control characters.
+var plainStringByte = func() (t [256]bool) {
+	for i := range t {
+		t[i] = i >= 0x20 && i != '"' && i != '\\'
+	}
+	return t
+}()
+
+// plainStringWord reports whether none of the eight bytes in x is '"', '\\'
+// or a control character (the SWAR "has zero byte" and "has byte less than"
+// tests; bytes of 0x80 and above never match).
+func plainStringWord(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	control := (x - 0x20*ones) & ^x & highs
+	return control|hasZero(x^('"'*ones))|hasZero(x^('\\'*ones)) == 0
 }
 
 // escape scans one escape sequence starting at its backslash.

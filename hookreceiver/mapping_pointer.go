@@ -46,12 +46,11 @@ func (p jsonPointer) String() string {
 	return b.String()
 }
 
-// eval returns the raw JSON value p refers to in doc, or false when there is
-// none. doc should have passed checkJSON; on other input eval returns false or
-// some value but never panics. The returned value is never empty.
-func (p jsonPointer) eval(doc []byte) ([]byte, bool) {
-	v := bytes.TrimLeft(doc, " \t\r\n")
-	v = v[:skipValue(v, 0)]
+// eval returns the raw JSON value p refers to in the value v, or false when
+// there is none. v should have passed checkJSON; on other input eval returns
+// false or some value but never panics. The returned value is never empty.
+func (p jsonPointer) eval(v []byte) ([]byte, bool) {
+	v = bytes.TrimLeft(v, " \t\r\n")
 	for _, tok := range p {
 		if len(v) == 0 {
 			return nil, false
@@ -158,12 +157,21 @@ func skipWS(b []byte, i int) int {
 
 // skipString returns the index just past the string starting at b[i] == '"'.
 func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
+	for i++; i < len(b); {
+		q := bytes.IndexByte(b[i:], '"')
+		if q < 0 {
+			return len(b)
+		}
+		i += q
+		// The quote ends the string unless an odd number of backslashes
+		// precede it.
+		n := 0
+		for j := i - 1; j >= 0 && b[j] == '\\'; j-- {
+			n++
+		}
+		i++
+		if n%2 == 0 {
+			return i
 		}
 	}
 	return len(b)

@@ -173,7 +173,7 @@ func setHeader(h http.Header, name, value string) http.Header {
 
 func TestStandardWebhooksSecretParsing(t *testing.T) {
 	t.Parallel()
-	key := []byte("0123456789abcdefghijklmnopqrstuv") // 32 bytes
+	key := []byte("0123456789abcdefghijklmnopqrstuv")  // 32 bytes
 	std := base64.StdEncoding.EncodeToString(key[:31]) // ends in "="
 	cases := []struct {
 		secret string
