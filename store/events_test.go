@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -13,27 +14,33 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/omnibridge/omnibridge/internal/testdb"
+	"github.com/omnibridge/omnibridge/pgclient"
 	"github.com/omnibridge/omnibridge/store"
 )
 
-// eventsBundle is what the event tests share: a store on a fresh migrated
-// database and the bare pool under it, for checks in SQL.
+// eventsBundle is what the event tests share: a store on a pgclient.Client
+// over a fresh migrated database, and the client's bare pool for checks in
+// SQL and for baselines.
 type eventsBundle struct {
-	store *store.Store
-	pool  *pgxpool.Pool
+	store  *store.Store
+	client *pgclient.Client
+	pool   *pgxpool.Pool
 }
 
 func setupEvents(t testing.TB) *eventsBundle {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cfg, err := pgxpool.ParseConfig(testdb.New(t))
+	client, err := pgclient.Open(ctx, pgclient.Config{
+		URL:         testdb.New(t),
+		ServiceName: "store-test",
+		MinConns:    2,
+		MaxConns:    20,
+		Logger:      slog.New(slog.DiscardHandler),
+	})
 	require.NoError(t, err)
-	cfg.MaxConns = 20
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	return &eventsBundle{store: store.New(pool), pool: pool}
+	t.Cleanup(client.Close)
+	return &eventsBundle{store: store.New(client), client: client, pool: client.Pool()}
 }
 
 func testCtx(t testing.TB) context.Context {
