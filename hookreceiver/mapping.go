@@ -3,6 +3,7 @@ package hookreceiver
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -21,9 +22,11 @@ type Event struct {
 	// DeliveryID identifies a delivery for deduplication; "" when the sender
 	// gave none (the event is then never deduplicated).
 	DeliveryID string
-	// Payload is a JSON object. For the envelope preset it is the body's
-	// "payload" ({} when absent); otherwise the whole body. It shares memory
-	// with the body passed to Extract.
+	// Payload is the JSON to store. For the envelope preset it is the body's
+	// "payload" object ({} when absent); otherwise the whole body, which is an
+	// object unless a custom mapping takes nothing from the body. It shares
+	// memory with the body passed to Extract: do not reuse that buffer while
+	// the event is in use.
 	Payload json.RawMessage
 	// Metadata is the envelope's "metadata" object (empty for other presets)
 	// plus, under MetadataKey, what the receiver recorded: the verifier, the
@@ -76,6 +79,16 @@ type PayloadError struct {
 
 func (e *PayloadError) Error() string { return e.msg }
 
+// PayloadCode returns the PayloadError code carried by err, or "" when err is
+// not a payload error.
+func PayloadCode(err error) string {
+	var pe *PayloadError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
 func payloadErr(code, field string, offset int, format string, args ...any) *PayloadError {
 	return &PayloadError{Code: code, Field: field, Offset: offset, msg: fmt.Sprintf(format, args...)}
 }
@@ -83,7 +96,7 @@ func payloadErr(code, field string, offset int, format string, args ...any) *Pay
 // Extract maps a verified request to an Event. It first checks that the whole
 // body is JSON that PostgreSQL jsonb can store (see the Code* constants), then
 // takes each field as the source's mapping says. Errors are *PayloadError.
-// Call Verify first: Extract trusts the body.
+// Extract does not authenticate: call Verify first.
 func (s *Source) Extract(h http.Header, body []byte) (Event, error) {
 	return s.mapper.extract(h, body)
 }

@@ -6,6 +6,52 @@ import (
 	"strings"
 )
 
+// document is a body that passed checkJSON. For an object it keeps the
+// top-level members, so pointers into it do not rescan the whole body.
+type document struct {
+	value   []byte         // the top-level value without surrounding white space
+	members []member       // the top-level object's members, in order
+	byKey   map[string]int // index into members, built on first use for large objects
+}
+
+type member struct {
+	key []byte // decoded
+	val []byte // raw JSON value
+}
+
+func (d *document) isObject() bool { return d.value[0] == '{' }
+
+// eval returns the raw value p refers to, or false.
+func (d *document) eval(p jsonPointer) ([]byte, bool) {
+	if len(p) == 0 || !d.isObject() {
+		return p.eval(d.value)
+	}
+	i, ok := d.member(p[0])
+	if !ok {
+		return nil, false
+	}
+	return p[1:].eval(d.members[i].val)
+}
+
+func (d *document) member(key string) (int, bool) {
+	if len(d.members) <= keyLinearScanMax {
+		for i, m := range d.members {
+			if string(m.key) == key {
+				return i, true
+			}
+		}
+		return 0, false
+	}
+	if d.byKey == nil {
+		d.byKey = make(map[string]int, len(d.members))
+		for i, m := range d.members {
+			d.byKey[string(m.key)] = i
+		}
+	}
+	i, ok := d.byKey[key]
+	return i, ok
+}
+
 // jsonPointer is a parsed RFC 6901 JSON pointer: its reference tokens with
 // "~1" and "~0" already decoded. The empty pointer refers to the whole document.
 type jsonPointer []string

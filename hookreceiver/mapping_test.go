@@ -269,6 +269,8 @@ func TestBadInput(t *testing.T) {
 			t.Parallel()
 			_, err := s.Extract(http.Header{}, []byte(tc.body))
 			pe := requirePayloadErr(t, err, tc.code, tc.field)
+			require.Equal(t, tc.code, PayloadCode(err))
+			require.Empty(t, AuthCode(err))
 			if tc.field != "" {
 				require.Contains(t, pe.Error(), tc.field, "the message names the field")
 			}

@@ -1,5 +1,22 @@
 // Package hookreceiver is the HTTP ingest service: configured sources, their
 // signature verifiers, and the mapping of a verified body to an Event.
+//
+// A request to a source goes through two steps, in this order:
+//
+//  1. Source.Verify checks the signature (or bearer token) over the raw body,
+//     before anything parses it, comparing in constant time. Failures are
+//     *AuthError values with a stable Code (401).
+//  2. Source.Extract checks that the whole body is JSON that PostgreSQL jsonb
+//     stores without error or ambiguity, then takes action, resource,
+//     resource_id and the delivery id as the source's mapping says. Failures
+//     are *PayloadError values with a stable Code (400).
+//
+// Bodies that jsonb would refuse are caught here, with the reason: invalid
+// UTF-8, \u0000 in any string or key, unpaired surrogate escapes, numbers
+// outside the range of numeric, and nesting deeper than the source allows.
+// Objects with a repeated key are refused too (duplicate_key): jsonb would
+// keep the last value while other JSON readers keep the first, so the stored
+// event could differ from what a consumer of the signed body sees.
 package hookreceiver
 
 import (
@@ -175,7 +192,8 @@ func (c SourceConfig) validateVerifier() []error {
 			errs = append(errs, c.fieldErr("allow_unsigned", false, "verifier none accepts unsigned requests from anyone: set allow_unsigned: true to confirm"))
 		}
 	case "":
-		return []error{&ConfigError{Source: c.Name, Field: "verifier", Value: "", err: fmt.Errorf("source %s has %w", c.displayName(), ErrNoVerifier)}}
+		return []error{&ConfigError{Source: c.Name, Field: "verifier", Value: "", Reason: ErrNoVerifier.Error(),
+			err: fmt.Errorf("source %s has %w", c.displayName(), ErrNoVerifier)}}
 	default:
 		return []error{c.fieldErr("verifier", c.Verifier, "must be github, standard-webhooks, hmac-sha256, bearer or none")}
 	}

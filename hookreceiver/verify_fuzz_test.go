@@ -12,6 +12,14 @@ import (
 	"time"
 )
 
+// Run a fuzzer with, for example:
+//
+//	go test -run '^$' -fuzz '^FuzzStandardWebhooksHeaders$' -fuzztime 20s -fuzzminimizetime 5s ./hookreceiver
+//
+// (the default minimisation budget of 60 s per new input stalls short runs).
+// Inputs worth keeping go to testdata/fuzz/<FuzzName>/, which plain go test
+// replays.
+//
 // The fuzzers below share one property: a verifier never panics, every error
 // is an *AuthError, and a request is accepted only if its header carries a
 // signature computed with one of the secrets over exactly this body. mode lets
