@@ -30,7 +30,7 @@ func TestConnectionMetricsLatestPerInstance(t *testing.T) {
 		snap("hook_receiver", "a", 2, time.Minute), // newest of a
 		snap("hook_receiver", "a", 3, 2*time.Minute),
 		snap("hook_receiver", "b", 4, 30*time.Hour), // only outside the horizon
-		snap("hook_receiver", "b", 5, 5*time.Hour), // newest of b
+		snap("hook_receiver", "b", 5, 5*time.Hour),  // newest of b
 		snap("model_metrics", "a", 6, 10*time.Second),
 		snap("workflow_coordinator", "x", 7, 48*time.Hour), // gone
 	} {
