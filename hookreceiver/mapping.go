@@ -28,9 +28,10 @@ type Event struct {
 	// memory with the body passed to Extract: do not reuse that buffer while
 	// the event is in use.
 	Payload json.RawMessage
-	// Metadata is the envelope's "metadata" object (empty for other presets)
-	// plus, under MetadataKey, what the receiver recorded: the verifier, the
-	// body's length and the headers worth keeping.
+	// Metadata is the envelope's "metadata" object (empty for other presets),
+	// its values as json.RawMessage exactly as sent, plus, under MetadataKey,
+	// what the receiver recorded: the verifier, the body's length and the
+	// headers worth keeping. It marshals to a JSON object jsonb accepts.
 	Metadata map[string]any
 }
 
@@ -165,9 +166,7 @@ func (m *mapper) extract(h http.Header, body []byte) (Event, error) {
 		if err != nil {
 			return Event{}, err
 		}
-		if sender, err = decodeObject(meta); err != nil {
-			return Event{}, payloadErr(CodeInvalidField, "metadata", -1, "metadata: %v", err)
-		}
+		sender = objectMembers(meta)
 	}
 	sender[MetadataKey] = m.receipt(h, len(body))
 	ev.Metadata = sender
@@ -279,13 +278,14 @@ func jsonKind(first byte) string {
 	return "a number"
 }
 
-// decodeObject decodes a JSON object, keeping numbers exact (json.Number).
-func decodeObject(raw []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	m := map[string]any{}
-	if err := dec.Decode(&m); err != nil {
-		return nil, err
-	}
-	return m, nil
+// objectMembers returns the members of a JSON object that passed checkJSON,
+// each value kept exactly as sent (json.RawMessage), plus room for the
+// receipt.
+func objectMembers(obj []byte) map[string]any {
+	m := make(map[string]any, 8)
+	forEachMember(obj, func(key, val []byte) bool {
+		m[string(key)] = json.RawMessage(val)
+		return true
+	})
+	return m
 }

@@ -59,6 +59,30 @@ func BenchmarkExtractGitHub(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
+// BenchmarkExtractEnvelope500B maps the ~500-byte envelope bodies the ingest
+// benchmark sends.
+func BenchmarkExtractEnvelope500B(b *testing.B) {
+	src, err := NewSource(SourceConfig{Name: "internal", Verifier: VerifierBearer, Secrets: []string{testSecret}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := []byte(`{"action":"created","resource":"order","resource_id":"ord_2KWPBgLlAfxdpx2AI54pPJ85f4W",` +
+		`"delivery_id":"0190c3f6-7d3a-7c4e-9b1a-3f4e5d6c7b8a","metadata":{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"},` +
+		`"payload":{"customer":{"id":"cus_9s6XKzkNRiz8i3","email":"jane@example.com","name":"Jane Doe"},` +
+		`"lines":[{"sku":"SKU-1001","qty":2,"price":"19.99"},{"sku":"SKU-2002","qty":1,"price":"5.00"}],` +
+		`"currency":"EUR","total":"44.98","note":"Leave at the door, please. Ring twice.","tags":["web","promo-2026"]}}`)
+	h := http.Header{}
+	h.Set("User-Agent", "orders/1.0")
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := src.Extract(h, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
 // BenchmarkExtractWorstCase1MiB maps 1 MiB bodies built to be slow: many
 // keys, many escapes, many small containers.
 func BenchmarkExtractWorstCase1MiB(b *testing.B) {

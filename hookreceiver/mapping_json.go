@@ -27,7 +27,7 @@ func checkJSON(data []byte, maxDepth int) (*document, error) {
 		off := invalidUTF8Offset(data)
 		return nil, payloadErr(CodeInvalidUTF8, "", off, "body is not valid UTF-8 at byte %d", off)
 	}
-	c := jsonChecker{data: data, maxDepth: maxDepth}
+	c := jsonChecker{data: data, maxDepth: maxDepth, keys: make([]objectKey, 0, 32)}
 	c.skipWS()
 	if c.pos == len(data) {
 		return nil, payloadErr(CodeInvalidJSON, "", 0, "body is empty; send a JSON object")
@@ -164,6 +164,9 @@ func (c *jsonChecker) object(depth int) error {
 			return err
 		}
 		if depth == 1 {
+			if c.members == nil {
+				c.members = make([]member, 0, 16)
+			}
 			c.members = append(c.members, member{key: key, val: c.data[valAt:c.pos]})
 		}
 		c.skipWS()

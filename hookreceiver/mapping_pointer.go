@@ -116,30 +116,50 @@ func (p jsonPointer) eval(v []byte) ([]byte, bool) {
 }
 
 // objectMember returns the value of key tok in the object starting at obj[0].
-func objectMember(obj []byte, tok string) ([]byte, bool) {
-	i := 1
-	for {
+func objectMember(obj []byte, tok string) (found []byte, ok bool) {
+	forEachMember(obj, func(key, val []byte) bool {
+		if string(key) == tok {
+			found, ok = val, true
+			return false
+		}
+		return true
+	})
+	return found, ok
+}
+
+// forEachMember calls fn with each decoded key and raw value of the object
+// starting at obj[0], until fn returns false. It stops early on malformed
+// input.
+func forEachMember(obj []byte, fn func(key, val []byte) bool) {
+	if len(obj) == 0 || obj[0] != '{' {
+		return
+	}
+	for i := 1; ; {
 		i = skipWS(obj, i)
 		if i >= len(obj) || obj[i] != '"' {
-			return nil, false // '}' or malformed
+			return
 		}
 		keyEnd := skipString(obj, i)
 		raw := obj[i+1 : max(i+1, keyEnd-1)]
 		i = skipWS(obj, keyEnd)
 		if i >= len(obj) || obj[i] != ':' {
-			return nil, false
+			return
 		}
 		i = skipWS(obj, i+1)
 		end := skipValue(obj, i)
 		if end == i {
-			return nil, false
+			return
 		}
-		if keyEquals(raw, tok) {
-			return obj[i:end], true
+		key := raw
+		if bytes.IndexByte(raw, '\\') >= 0 {
+			key = appendUnescaped(nil, raw)
+		}
+		if !fn(key, obj[i:end]) {
+			return
 		}
 		i = skipWS(obj, end)
 		if i >= len(obj) || obj[i] != ',' {
-			return nil, false
+			return
 		}
 		i++
 	}
@@ -185,13 +205,6 @@ func arrayIndex(tok string) (int, bool) {
 		n = n*10 + int(tok[i]-'0')
 	}
 	return n, true
-}
-
-func keyEquals(raw []byte, tok string) bool {
-	if bytes.IndexByte(raw, '\\') < 0 {
-		return string(raw) == tok
-	}
-	return string(appendUnescaped(nil, raw)) == tok
 }
 
 func skipWS(b []byte, i int) int {

@@ -190,8 +190,8 @@ func TestEnvelopePreset(t *testing.T) {
 		Source: "internal", Action: "created", Resource: "order", ResourceID: "12345678901234567890", DeliveryID: "d-1",
 		Payload: json.RawMessage(`{"total":"9.99","lines":[1,2]}`),
 		Metadata: map[string]any{
-			"trace_id": "t-1",
-			"big":      json.Number("12345678901234567890.5"),
+			"trace_id": json.RawMessage(`"t-1"`),
+			"big":      json.RawMessage(`12345678901234567890.5`),
 			MetadataKey: map[string]any{
 				"verifier": VerifierBearer, "content_length": len(body),
 				"headers": map[string]string{"User-Agent": "orders/1.0"},
@@ -200,7 +200,7 @@ func TestEnvelopePreset(t *testing.T) {
 	}, ev)
 	out, err := json.Marshal(ev.Metadata)
 	require.NoError(t, err)
-	require.Contains(t, string(out), `"big":12345678901234567890.5`, "numbers stay exact")
+	require.Contains(t, string(out), `"big":12345678901234567890.5`, "values stay exactly as sent")
 	require.NotContains(t, string(out), testSecret)
 
 	// Optional parts.
