@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -101,16 +102,79 @@ var eventsTable = pgx.Identifier{Schema, "hook_events"}
 //
 // A bad event returns a *ValidationError (Index -1) and writes nothing. The
 // deduplication row and the event are written by one statement, so they commit
-// together or not at all.
+// together or not at all; a duplicate costs a second query, for the first
+// event's id.
 func (s *Store) InsertEvent(ctx context.Context, e NewEvent) (id uuid.UUID, duplicate bool, err error) {
 	if err := e.Validate(); err != nil {
 		return uuid.Nil, false, err
 	}
-	var res [1]InsertResult
-	if err := s.insertEvents(ctx, []NewEvent{e}, res[:]); err != nil {
-		return uuid.Nil, false, err
+	id = e.ID
+	if id == uuid.Nil {
+		if id, err = uuid.NewV7(); err != nil {
+			return uuid.Nil, false, fmt.Errorf("store: new event id: %w", err)
+		}
 	}
-	return res[0].ID, res[0].Duplicate, nil
+	sql, args := insertOneSQL, []any{id, e.Source, e.Action, e.Resource, e.ResourceID, e.Payload, metadataArg(e.Metadata), e.DeliveryID}
+	if !e.CreatedAt.IsZero() {
+		sql, args = insertOneExplicitSQL, append(args, e.CreatedAt)
+	}
+	for range maxDedupRounds {
+		tag, err := s.db.Exec(ctx, sql, args...)
+		if err != nil {
+			return uuid.Nil, false, fmt.Errorf("store: insert event: %w", err)
+		}
+		if tag.RowsAffected() == 1 {
+			return id, false, nil
+		}
+		if e.DeliveryID == "" {
+			return id, true, nil // its explicit (id, created_at) exists
+		}
+		found, err := lookupDeliveries(ctx, s.db, []string{e.Source}, []string{e.DeliveryID})
+		if err != nil {
+			return uuid.Nil, false, err
+		}
+		if first, ok := found[deliveryKey{e.Source, e.DeliveryID}]; ok {
+			return first, true, nil
+		}
+		// The delivery went away (retention) between the conflict and the
+		// lookup: try again.
+	}
+	return uuid.Nil, false, fmt.Errorf("store: insert event: delivery %q of %q kept disappearing between insert and lookup", e.DeliveryID, e.Source)
+}
+
+// insertOneSQL is insertEventsSQL for one event, which measured 10-15% faster
+// than the unnest statement with one row.
+const insertOneSQL = `
+WITH delivery AS (
+    INSERT INTO omnibridge.hook_event_deliveries (source, delivery_id, event_id)
+    SELECT $2::text, $8::text, $1::uuid WHERE $8::text <> ''
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+)
+INSERT INTO omnibridge.hook_events (id, source, action, resource, resource_id, payload, metadata, delivery_id)
+SELECT $1::uuid, $2::text, $3::text, $4::text, $5::text, $6::jsonb, $7::jsonb, NULLIF($8::text, '')
+WHERE $8::text = '' OR EXISTS (SELECT 1 FROM delivery)`
+
+// insertOneExplicitSQL is insertOneSQL with a creation time ($9), for which
+// an (id, created_at) that exists already is a duplicate.
+const insertOneExplicitSQL = `
+WITH delivery AS (
+    INSERT INTO omnibridge.hook_event_deliveries (source, delivery_id, event_id)
+    SELECT $2::text, $8::text, $1::uuid WHERE $8::text <> ''
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+)
+INSERT INTO omnibridge.hook_events (id, source, action, resource, resource_id, payload, metadata, delivery_id, created_at)
+SELECT $1::uuid, $2::text, $3::text, $4::text, $5::text, $6::jsonb, $7::jsonb, NULLIF($8::text, ''), $9::timestamptz
+WHERE $8::text = '' OR EXISTS (SELECT 1 FROM delivery)
+ON CONFLICT DO NOTHING`
+
+// metadataArg is the metadata to store: {} when none was given.
+func metadataArg(md json.RawMessage) json.RawMessage {
+	if len(md) == 0 {
+		return json.RawMessage("{}")
+	}
+	return md
 }
 
 // InsertEvents implements ADR-016's store_hook_events_batch: it stores events in
