@@ -49,6 +49,8 @@ func newRootCmd() *cobra.Command {
 		newMigrateCmd(g),
 		newDevCmd(g),
 		newCleanupCmd(g),
+		newEventsCmd(g),
+		newSessionsCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/omnibridge/omnibridge/internal/app"
+	"github.com/omnibridge/omnibridge/store"
+)
+
+func newEventsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "events", Short: "List, inspect, replay and import hook events"}
+	cmd.AddCommand(newEventsListCmd(g), newEventsShowCmd(g), newEventsReplayCmd(g),
+		newEventsDeadLettersCmd(g), newEventsImportCmd(g))
+	return cmd
+}
+
+// withStore loads the configuration, opens a store and runs fn.
+func (g *globals) withStore(cmd *cobra.Command, fn func(*store.Store) error) error {
+	cfg, log, err := g.loadWithDatabase()
+	if err != nil {
+		return err
+	}
+	client, st, err := app.OpenStore(cmd.Context(), cfg, log)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	return fn(st)
+}
+
+func newEventsListCmd(g *globals) *cobra.Command {
+	var (
+		status, source, cursor string
+		since                  time.Duration
+		limit                  int
+		asJSON                 bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List events, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f := store.EventFilter{Status: store.EventStatus(status), Source: source, Limit: limit}
+			if since > 0 {
+				f.Since = time.Now().Add(-since)
+			}
+			if cursor != "" {
+				c, err := store.ParseCursor(cursor)
+				if err != nil {
+					return fmt.Errorf("--cursor: %w", err)
+				}
+				f.After = &c
+			}
+			return g.withStore(cmd, func(st *store.Store) error {
+				page, err := st.ListEvents(cmd.Context(), f)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if asJSON {
+					return writeJSON(out, eventsJSON(page.Events, page.Next))
+				}
+				printEvents(out, page.Events)
+				if page.Next != nil {
+					fmt.Fprintf(out, "\nmore: --cursor %s\n", page.Next)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&status, "status", "", "pending, processing, processed or dead")
+	cmd.Flags().StringVar(&source, "source", "", "only this source")
+	cmd.Flags().DurationVar(&since, "since", 0, "only events created within this long (e.g. 1h)")
+	cmd.Flags().IntVar(&limit, "limit", 50, fmt.Sprintf("page size (at most %d)", store.MaxListLimit))
+	cmd.Flags().StringVar(&cursor, "cursor", "", "continue a previous listing")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newEventsDeadLettersCmd(g *globals) *cobra.Command {
+	var limit int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "dead-letters",
+		Short: "List dead-lettered events with their last error",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withStore(cmd, func(st *store.Store) error {
+				evs, err := st.DeadLetters(cmd.Context(), limit)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSON(cmd.OutOrStdout(), eventsJSON(evs, nil))
+				}
+				printEvents(cmd.OutOrStdout(), evs)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 100, "most events to list")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newEventsShowCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one event with its payload and processing history",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := uuid.Parse(args[0])
+			if err != nil {
+				return fmt.Errorf("%q is not an event id (a UUID): %w", args[0], err)
+			}
+			return g.withStore(cmd, func(st *store.Store) error {
+				ev, err := st.GetEvent(cmd.Context(), id)
+				if err != nil {
+					return err
+				}
+				return writeJSON(cmd.OutOrStdout(), eventJSON(ev))
+			})
+		},
+	}
+}
+
+func newEventsReplayCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "replay ID...",
+		Short: "Send dead or processed events again (back to pending)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ids := make([]uuid.UUID, 0, len(args))
+			for _, a := range args {
+				id, err := uuid.Parse(a)
+				if err != nil {
+					return fmt.Errorf("%q is not an event id (a UUID): %w", a, err)
+				}
+				ids = append(ids, id)
+			}
+			return g.withStore(cmd, func(st *store.Store) error {
+				n, err := st.Replay(cmd.Context(), ids...)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "replayed %d of %d events\n", n, len(ids))
+				if n < len(ids) {
+					return fmt.Errorf("%d events were not replayed: unknown, or still pending or processing", len(ids)-n)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func newEventsImportCmd(g *globals) *cobra.Command {
+	var batch int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "import FILE.ndjson",
+		Short: "Load events from NDJSON (one generic envelope per line); '-' reads standard input",
+		Long: "import reads one event per line: {\"source\",\"action\",\"resource\",\"resource_id\",\"payload\",\n" +
+			"\"metadata\", optional \"delivery_id\", \"id\", \"created_at\"}. Bad lines are reported with\n" +
+			"their numbers and skipped; events already stored (same delivery or id) count as duplicates.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, size, err := openInput(args[0])
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			opts := store.ImportOptions{BatchSize: batch}
+			var bar *progressbar.ProgressBar
+			if f, ok := cmd.ErrOrStderr().(*os.File); ok && term.IsTerminal(int(f.Fd())) && size > 0 {
+				bar = progressbar.DefaultBytes(size, "importing")
+				opts.Progress = func(done int64) { _ = bar.Set64(done) }
+			}
+			return g.withStore(cmd, func(st *store.Store) error {
+				sum, err := st.ImportNDJSON(cmd.Context(), in, opts)
+				if bar != nil {
+					_ = bar.Finish()
+				}
+				if err != nil {
+					return err
+				}
+				return printImport(cmd.OutOrStdout(), sum, asJSON)
+			})
+		},
+	}
+	cmd.Flags().IntVar(&batch, "batch", 0, "events per transaction (default: the store's)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary as JSON")
+	return cmd
+}
+
+func openInput(name string) (io.ReadCloser, int64, error) {
+	if name == "-" {
+		return io.NopCloser(os.Stdin), 0, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, st.Size(), nil
+}
+
+func printImport(out io.Writer, sum store.ImportSummary, asJSON bool) error {
+	if asJSON {
+		rej := make([]map[string]any, 0, len(sum.Rejected))
+		for _, r := range sum.Rejected {
+			rej = append(rej, map[string]any{"line": r.Line, "error": r.Err.Error()})
+		}
+		return writeJSON(out, map[string]any{
+			"lines": sum.Lines, "imported": sum.Imported, "duplicates": sum.Duplicates,
+			"rejected_count": sum.RejectedCount, "rejected": rej,
+		})
+	}
+	fmt.Fprintf(out, "imported %d, duplicates %d, rejected %d (of %d lines)\n",
+		sum.Imported, sum.Duplicates, sum.RejectedCount, sum.Lines)
+	for _, r := range sum.Rejected {
+		fmt.Fprintf(out, "  %s\n", r)
+	}
+	if sum.RejectedCount > len(sum.Rejected) {
+		fmt.Fprintf(out, "  … and %d more\n", sum.RejectedCount-len(sum.Rejected))
+	}
+	return nil
+}
+
+func printEvents(out io.Writer, evs []store.HookEvent) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tCREATED\tSTATUS\tSOURCE\tACTION\tRESOURCE\tRETRIES\tLAST ERROR")
+	for _, e := range evs {
+		last := ""
+		if n := len(e.ProcessingErrors); n > 0 {
+			last = oneLine(e.ProcessingErrors[n-1], 60)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s/%s\t%d\t%s\n", e.ID, e.CreatedAt.Format(time.RFC3339),
+			e.Status, e.Source, e.Action, e.Resource, e.ResourceID, e.RetryCount, last)
+	}
+	_ = w.Flush()
+	if len(evs) == 0 {
+		fmt.Fprintln(out, "(no events)")
+	}
+}
+
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > max {
+		return string(r[:max-1]) + "…"
+	}
+	return s
+}
+
+type eventOut struct {
+	ID               uuid.UUID       `json:"id"`
+	Source           string          `json:"source"`
+	Action           string          `json:"action"`
+	Resource         string          `json:"resource"`
+	ResourceID       string          `json:"resource_id"`
+	DeliveryID       string          `json:"delivery_id,omitempty"`
+	Status           string          `json:"status"`
+	RetryCount       int             `json:"retry_count"`
+	CreatedAt        time.Time       `json:"created_at"`
+	NextAttemptAt    time.Time       `json:"next_attempt_at"`
+	ProcessedAt      *time.Time      `json:"processed_at,omitempty"`
+	ProcessingErrors []string        `json:"processing_errors,omitempty"`
+	Payload          json.RawMessage `json:"payload"`
+	Metadata         json.RawMessage `json:"metadata"`
+}
+
+func eventJSON(e store.HookEvent) eventOut {
+	return eventOut{ID: e.ID, Source: e.Source, Action: e.Action, Resource: e.Resource, ResourceID: e.ResourceID,
+		DeliveryID: e.DeliveryID, Status: string(e.Status), RetryCount: e.RetryCount, CreatedAt: e.CreatedAt,
+		NextAttemptAt: e.NextAttemptAt, ProcessedAt: e.ProcessedAt, ProcessingErrors: e.ProcessingErrors,
+		Payload: e.Payload, Metadata: e.Metadata}
+}
+
+func eventsJSON(evs []store.HookEvent, next *store.Cursor) map[string]any {
+	out := make([]eventOut, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, eventJSON(e))
+	}
+	res := map[string]any{"events": out}
+	if next != nil {
+		res["next_cursor"] = next.String()
+	}
+	return res
+}

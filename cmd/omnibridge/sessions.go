@@ -1,0 +1,56 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/omnibridge/omnibridge/store"
+)
+
+func newSessionsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "sessions", Short: "Service sessions"}
+	var all, asJSON bool
+	var service string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List service sessions (active ones unless --all)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withStore(cmd, func(st *store.Store) error {
+				ss, err := st.ListSessions(cmd.Context(), store.SessionFilter{ActiveOnly: !all, Service: service})
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if asJSON {
+					return writeJSON(out, map[string]any{"sessions": ss})
+				}
+				w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "ID\tSERVICE\tINSTANCE\tSTATUS\tSTARTED\tLAST SEEN\tENDED")
+				for _, s := range ss {
+					ended := "-"
+					if s.EndedAt != nil {
+						ended = s.EndedAt.Format(time.RFC3339)
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s ago\t%s\n", s.ID, s.ServiceName, s.InstanceID, s.Status,
+						s.StartedAt.Format(time.RFC3339), time.Since(s.LastSeen).Round(time.Second), ended)
+				}
+				if err := w.Flush(); err != nil {
+					return err
+				}
+				if len(ss) == 0 {
+					fmt.Fprintln(out, "(no sessions)")
+				}
+				return nil
+			})
+		},
+	}
+	list.Flags().BoolVar(&all, "all", false, "include ended, terminated and failed sessions")
+	list.Flags().StringVar(&service, "service", "", "only this service")
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(list)
+	return cmd
+}
