@@ -14,7 +14,8 @@
 --                          its last activity (greatest of created_at,
 --                          claimed_at, next_attempt_at) before dead_cutoff;
 --                          pending and processing events never
---   hook_event_deliveries  created before cutoff and its event is gone
+--   hook_event_deliveries  created before cutoff and its event is gone or
+--                          may go (pass the events' cutoffs)
 --   event_metrics          created before cutoff
 --   connection_metrics     recorded before cutoff
 --   service_sessions       not active and ended before cutoff
@@ -103,8 +104,12 @@ BEGIN
             predicate := $p$t.status <> 'active' AND t.session_end < $1$p$;
         WHEN 'omnibridge.hook_event_deliveries'::regclass THEN
             kind := 'hook_event_deliveries'; key_column := 'created_at';
+            -- A delivery id guards its event: it stays while the event is
+            -- kept, so a dry run (events still there) counts the same rows.
             predicate := $p$t.created_at < $1
-                AND NOT EXISTS (SELECT 1 FROM omnibridge.hook_events e WHERE e.id = t.event_id)$p$;
+                AND NOT EXISTS (SELECT 1 FROM omnibridge.hook_events e WHERE e.id = t.event_id
+                    AND NOT ((e.status = 'processed' AND e.created_at < $1)
+                        OR (e.status = 'dead' AND greatest(e.created_at, e.claimed_at, e.next_attempt_at) < $2)))$p$;
         ELSE
             kind := NULL;
     END CASE;
