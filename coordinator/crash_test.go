@@ -1,0 +1,259 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/omnibridge/omnibridge/kafka"
+	"github.com/omnibridge/omnibridge/pgclient"
+	"github.com/omnibridge/omnibridge/store"
+)
+
+// The child process: TestMain runs childMain instead of the tests when
+// childEnv is set, with the database and brokers in these variables.
+const (
+	childEnv        = "COORDINATOR_TEST_CHILD"
+	childDBEnv      = "COORDINATOR_TEST_CHILD_DB"
+	childBrokersEnv = "COORDINATOR_TEST_CHILD_BROKERS"
+	childBatch      = 50
+)
+
+// childMain runs a coordinator until SIGTERM (or SIGKILL, which is the
+// point).
+func childMain() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("process", "child")
+	db, err := pgclient.Open(ctx, pgclient.Config{URL: os.Getenv(childDBEnv), ServiceName: "coordinator_child", MinConns: 1, MaxConns: 4})
+	if err != nil {
+		log.Error("open database", "err", err)
+		return 1
+	}
+	defer db.Close()
+	kc := kafka.Config{
+		Brokers:         strings.Split(os.Getenv(childBrokersEnv), ","),
+		Compression:     kafka.CompressionNone, // the parent reads the produce requests
+		DeliveryTimeout: 30 * time.Second,
+	}
+	p, err := kafka.NewProducer(ctx, kc, log, nil)
+	if err != nil {
+		log.Error("producer", "err", err)
+		return 1
+	}
+	defer p.Close()
+	cfg := testConfig()
+	cfg.BatchSize = childBatch
+	cfg.LeaseTimeout = time.Minute
+	c, err := New(cfg, Deps{Store: store.New(db), Publisher: p, Logger: log})
+	if err != nil {
+		log.Error("coordinator", "err", err)
+		return 1
+	}
+	if err := c.Run(ctx); err != nil {
+		log.Error("run", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// produceGate lets the first produce requests through until they carried
+// `pass` records, then holds every later one (without answering) until
+// opened; held requests are then processed normally, so their records are
+// written although the client that sent them is gone.
+type produceGate struct {
+	mu      sync.Mutex
+	passed  int
+	held    []string // event ids of the records held
+	open    chan struct{}
+	opened  bool
+	pass    int
+	cluster *kfake.Cluster
+}
+
+func newProduceGate(c *kfake.Cluster, pass int) *produceGate {
+	g := &produceGate{open: make(chan struct{}), pass: pass, cluster: c}
+	c.ControlKey(int16(kmsg.Produce), g.control)
+	return g
+}
+
+func (g *produceGate) control(req kmsg.Request) (kmsg.Response, error, bool) {
+	g.cluster.KeepControl()
+	g.mu.Lock()
+	if g.opened {
+		g.mu.Unlock()
+		g.cluster.DropControl()
+		return nil, nil, false
+	}
+	ids := producedEventIDs(req.(*kmsg.ProduceRequest))
+	if g.passed+len(ids) <= g.pass {
+		g.passed += len(ids)
+		g.mu.Unlock()
+		return nil, nil, false
+	}
+	g.held = append(g.held, ids...)
+	g.mu.Unlock()
+	g.cluster.SleepControl(func() { <-g.open })
+	return nil, nil, false
+}
+
+func (g *produceGate) heldIDs() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.held...)
+}
+
+func (g *produceGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.opened {
+		g.opened = true
+		close(g.open)
+	}
+}
+
+// producedEventIDs returns the event-id header of every record of an
+// uncompressed produce request.
+func producedEventIDs(req *kmsg.ProduceRequest) []string {
+	var ids []string
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			var rb kmsg.RecordBatch
+			if err := rb.ReadFrom(p.Records); err != nil {
+				panic(fmt.Sprintf("produce request: record batch: %v", err))
+			}
+			raw := rb.Records
+			for range rb.NumRecords {
+				l, n := binary.Varint(raw)
+				if n <= 0 || int(l)+n > len(raw) {
+					panic("produce request: bad record length (is the batch compressed?)")
+				}
+				var r kmsg.Record
+				if err := r.ReadFrom(raw[:n+int(l)]); err != nil {
+					panic(fmt.Sprintf("produce request: record: %v", err))
+				}
+				raw = raw[n+int(l):]
+				for _, h := range r.Headers {
+					if h.Key == HeaderEventID {
+						ids = append(ids, string(h.Value))
+					}
+				}
+			}
+		}
+	}
+	return ids
+}
+
+// A coordinator SIGKILLed while a batch is in flight, and a fresh one started
+// after: every event is delivered at least once, and the only duplicates are
+// events of the batch in flight at the kill, each with the same event id and
+// attempt.
+func TestKilledMidBatchRecovers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const n = 200
+	b.insert(t, n, 13)
+	gate := newProduceGate(b.broker.Cluster(), childBatch)
+	defer gate.release()
+
+	var stderr bytes.Buffer
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1", childDBEnv+"="+b.url,
+		childBrokersEnv+"="+strings.Join(b.broker.Addrs(), ","))
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	killed := false
+	defer func() {
+		if !killed {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("child's log:\n%s", stderr.String())
+		}
+	}()
+
+	// The first batch is acknowledged and completed; the second is held
+	// in flight by the broker.
+	waitFor(t, "first batch completed and second in flight", func() bool {
+		return b.counts(t)[store.EventProcessed] == childBatch && len(gate.heldIDs()) > 0
+	})
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+	killed = true
+
+	held := gate.heldIDs()
+	processing := map[string]bool{}
+	rows, err := b.db.Query(testContext(t), `SELECT id FROM omnibridge.hook_events WHERE status = 'processing'`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var id uuid.UUID
+		require.NoError(t, rows.Scan(&id))
+		processing[id.String()] = true
+	}
+	require.NoError(t, rows.Err())
+	for _, id := range held {
+		require.True(t, processing[id], "held event %s is not processing", id)
+	}
+	require.Equal(t, childBatch, b.counts(t)[store.EventProcessed])
+
+	// The broker now writes what the dead child sent: those records exist
+	// in Kafka although their events were never marked processed.
+	gate.release()
+	b.readRecords(t, childBatch+len(held))
+
+	// A fresh coordinator with a short lease reclaims and finishes.
+	cfg := testConfig()
+	cfg.LeaseTimeout = 5 * time.Second
+	cfg.ReclaimInterval = 250 * time.Millisecond
+	kc := b.kafkaConfig()
+	kc.DeliveryTimeout = time.Second
+	c := b.newCoordinator(t, cfg, b.producer(t, kc), true)
+	start(t, c)
+	final := b.waitSettled(t)
+	require.Equal(t, n, final[store.EventProcessed])
+
+	want := n + len(held)
+	recs := b.readRecords(t, want)
+	copies := map[string][]kafka.Record{}
+	for _, r := range recs {
+		id := header(r, HeaderEventID)
+		copies[id] = append(copies[id], r)
+	}
+	require.Len(t, copies, n, "every event delivered")
+	heldSet := map[string]bool{}
+	for _, id := range held {
+		heldSet[id] = true
+	}
+	for id, rs := range copies {
+		if len(rs) == 1 {
+			continue
+		}
+		require.True(t, heldSet[id], "event %s duplicated but was not in flight at the kill", id)
+		require.Len(t, rs, 2)
+		require.Equal(t, rs[0].Key, rs[1].Key)
+		require.Equal(t, header(rs[0], HeaderAttempt), header(rs[1], HeaderAttempt))
+		require.JSONEq(t, string(rs[0].Value), string(rs[1].Value))
+	}
+	// Nothing beyond: reading one record more runs out of records.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	extra, err := kafka.ReadAll(ctx, b.broker.Config(), want+1)
+	require.Error(t, err)
+	require.Len(t, extra, want)
+}
