@@ -177,13 +177,19 @@ func (r *running) stop(t *testing.T) {
 }
 
 // insert stores n events spread over the given number of resources, in
-// batches, oldest first, and returns their ids in insertion order.
+// transactions of 500, oldest first, and returns their ids in insertion order.
 func (b *bundle) insert(t testing.TB, n, resources int) []uuid.UUID {
+	t.Helper()
+	return b.insertChunked(t, n, resources, 500)
+}
+
+// insertChunked is insert with chunk events per transaction.
+func (b *bundle) insertChunked(t testing.TB, n, resources, chunk int) []uuid.UUID {
 	t.Helper()
 	ctx := testContext(t)
 	ids := make([]uuid.UUID, 0, n)
-	for start := 0; start < n; start += 500 {
-		evs := make([]store.NewEvent, min(500, n-start))
+	for start := 0; start < n; start += chunk {
+		evs := make([]store.NewEvent, min(chunk, n-start))
 		for j := range evs {
 			i := start + j
 			evs[j] = store.NewEvent{
