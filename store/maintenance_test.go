@@ -168,4 +168,3 @@ func mustConnConfig(t *testing.T, url string) *pgx.ConnConfig {
 	require.NoError(t, err)
 	return cfg
 }
-
