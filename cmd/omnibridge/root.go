@@ -51,6 +51,7 @@ func newRootCmd() *cobra.Command {
 		newCleanupCmd(g),
 		newEventsCmd(g),
 		newSessionsCmd(g),
+		newBenchCmd(g),
 	)
 	return root
 }

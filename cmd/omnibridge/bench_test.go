@@ -1,0 +1,33 @@
+package main
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/omnibridge/omnibridge/internal/testdb"
+)
+
+// TestBenchBulkSmoke runs the bulk benchmark once at tiny sizes: a check that
+// it works end to end, not a measurement.
+func TestBenchBulkSmoke(t *testing.T) {
+	out, err := run(t, "bench", "bulk", "--quick", "--sizes", "10,300", "--json", "--database-url", testdb.AdminURL(t))
+	require.NoError(t, err)
+	var rep struct {
+		Sizes []struct {
+			Rows         int     `json:"rows"`
+			Method       string  `json:"method"`
+			Rate         float64 `json:"rate"`
+			BaselineRate float64 `json:"baseline_rate"`
+			Ratio        float64 `json:"ratio"`
+		} `json:"sizes"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+	require.Len(t, rep.Sizes, 2)
+	for _, s := range rep.Sizes {
+		require.Positive(t, s.Rate)
+		require.Positive(t, s.BaselineRate)
+		require.InDelta(t, s.Rate/s.BaselineRate, s.Ratio, 1e-9)
+	}
+}
