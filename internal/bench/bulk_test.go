@@ -3,6 +3,7 @@ package bench_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -74,4 +75,29 @@ func TestBulkSmokeRun(t *testing.T) {
 	_, err = bench.Bulk(ctx, pool, bench.BulkConfig{Sizes: []int{0}, ClaimBatch: -1})
 	require.ErrorContains(t, err, "size 0")
 	require.ErrorContains(t, err, "ClaimBatch")
+}
+
+// BenchmarkBulk runs the whole bulk comparison once per iteration and reports
+// the ratio and rates at each size:
+//
+//	go test -run '^$' -bench Bulk -benchtime 1x ./internal/bench/
+func BenchmarkBulk(b *testing.B) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, testdb.New(b))
+	require.NoError(b, err)
+	defer pool.Close()
+	for b.Loop() {
+		rep, err := bench.Bulk(ctx, pool, bench.BulkConfig{})
+		require.NoError(b, err)
+		for _, r := range rep.Sizes {
+			b.ReportMetric(r.Ratio, fmt.Sprintf("ratio@%d", r.Rows))
+			b.ReportMetric(r.Rate, fmt.Sprintf("rows/s@%d", r.Rows))
+		}
+		b.ReportMetric(rep.InsertOne.P50Ms, "insert_one_p50_ms")
+		b.ReportMetric(rep.InsertOne.P99Ms, "insert_one_p99_ms")
+		b.ReportMetric(rep.ClaimComplete.Rate, "claim_complete_events/s")
+		out, err := json.Marshal(rep) // one line: benchmark logs are cut after ten
+		require.NoError(b, err)
+		b.Log(string(out))
+	}
 }
