@@ -56,8 +56,9 @@ func invalidUTF8Offset(b []byte) int {
 }
 
 const (
-	keyLinearScanMax  = 16 // objects with more keys are sorted to find duplicates
-	errorQuoteMaxRune = 64 // longest key quoted in an error message
+	keyLinearScanMax  = 16  // up to this many keys, compare each new key with the others
+	keySortMax        = 512 // up to this many, sort them when the object closes; past it, hash
+	errorQuoteMaxRune = 64  // longest key quoted in an error message
 )
 
 type jsonChecker struct {
@@ -124,6 +125,7 @@ func (c *jsonChecker) object(depth int) error {
 	c.pos++ // '{'
 	base := len(c.keys)
 	defer func() { c.keys = c.keys[:base] }()
+	var many *keySet // past keyLinearScanMax keys
 	c.skipWS()
 	if c.pos < len(c.data) && c.data[c.pos] == '}' {
 		c.pos++
@@ -143,16 +145,31 @@ func (c *jsonChecker) object(depth int) error {
 		if escaped {
 			key = appendUnescaped(nil, raw)
 		}
-		// Small objects are checked for duplicates as they go; larger ones
-		// once, by sorting, when they close.
-		if len(c.keys)-base < keyLinearScanMax {
+		// Duplicates: compare with each earlier key while there are few; sort
+		// the keys when a medium-sized object closes; hash them past that.
+		switch n := len(c.keys) - base; {
+		case many != nil:
+			if many.add(key, at) {
+				return duplicateKey(key, at)
+			}
+		case n < keyLinearScanMax:
 			for _, k := range c.keys[base:] {
 				if bytes.Equal(k.key, key) {
 					return duplicateKey(key, at)
 				}
 			}
+			c.keys = append(c.keys, objectKey{key: key, at: at})
+		case n < keySortMax:
+			c.keys = append(c.keys, objectKey{key: key, at: at})
+		default:
+			many = newKeySet(c.data)
+			for _, k := range append(c.keys[base:], objectKey{key: key, at: at}) {
+				if many.add(k.key, k.at) {
+					return duplicateKey(k.key, k.at)
+				}
+			}
+			c.keys = c.keys[:base]
 		}
-		c.keys = append(c.keys, objectKey{key: key, at: at})
 		c.skipWS()
 		if c.pos >= len(c.data) || c.data[c.pos] != ':' {
 			return c.syntax("expected ':' after an object key")
@@ -178,7 +195,7 @@ func (c *jsonChecker) object(depth int) error {
 			c.pos++
 		case '}':
 			c.pos++
-			if len(c.keys)-base > keyLinearScanMax {
+			if many == nil && len(c.keys)-base > keyLinearScanMax {
 				return sortedDuplicates(c.keys[base:])
 			}
 			return nil
@@ -194,7 +211,7 @@ type objectKey struct {
 	at  int
 }
 
-// sortedDuplicates reports the first repeated key of one object, sorting ks.
+// sortedDuplicates reports the first repeated key among ks, sorting ks.
 func sortedDuplicates(ks []objectKey) error {
 	slices.SortFunc(ks, func(a, b objectKey) int {
 		if c := bytes.Compare(a.key, b.key); c != 0 {

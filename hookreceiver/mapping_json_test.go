@@ -147,7 +147,9 @@ func TestCheckJSONDuplicateKeysInLargeObjects(t *testing.T) {
 	t.Parallel()
 	// Past keyLinearScanMax the check switches to a map; both halves must
 	// catch a duplicate wherever it is.
-	for _, n := range []int{keyLinearScanMax - 1, keyLinearScanMax, keyLinearScanMax + 1, 5000} {
+	// Each regime of the check (compare, sort, hash) and both borders.
+	for _, n := range []int{keyLinearScanMax - 1, keyLinearScanMax, keyLinearScanMax + 1,
+		keySortMax - 1, keySortMax, keySortMax + 1, 5000} {
 		var b strings.Builder
 		b.WriteString("{")
 		for i := range n {
@@ -326,4 +328,25 @@ func TestPlainStringWord(t *testing.T) {
 			require.Equal(t, plainStringByte[b], plainStringWord(x), "lane %d byte %#x", lane, b)
 		}
 	}
+}
+
+// TestKeySetCollisions forces every key into one hash bucket, so duplicates
+// are found by comparing bytes along the overflow list.
+func TestKeySetCollisions(t *testing.T) {
+	t.Parallel()
+	data := []byte(`{"a":1,"b":2,"\u0061":3,"c":4,"b":5}`)
+	s := newKeySet(data)
+	s.hash = func([]byte) uint64 { return 7 }
+	var offsets []int
+	for i := range data {
+		if data[i] == '"' && (data[i-1] == '{' || data[i-1] == ',') {
+			offsets = append(offsets, i)
+		}
+	}
+	keys := []string{"a", "b", "a", "c", "b"}
+	want := []bool{false, false, true, false, true}
+	for i, k := range keys {
+		require.Equal(t, want[i], s.add([]byte(k), offsets[i]), "key %d %q", i, k)
+	}
+	require.Len(t, s.overflow, 2, `"b" and "c" share the bucket of "a"`)
 }

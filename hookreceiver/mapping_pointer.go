@@ -9,9 +9,8 @@ import (
 // document is a body that passed checkJSON. For an object it keeps the
 // top-level members, so pointers into it do not rescan the whole body.
 type document struct {
-	value   []byte         // the top-level value without surrounding white space
-	members []member       // the top-level object's members, in order
-	byKey   map[string]int // index into members, built on first use for large objects
+	value   []byte   // the top-level value without surrounding white space
+	members []member // the top-level object's members, in order
 }
 
 type member struct {
@@ -34,22 +33,12 @@ func (d *document) eval(p jsonPointer) ([]byte, bool) {
 }
 
 func (d *document) member(key string) (int, bool) {
-	if len(d.members) <= keyLinearScanMax {
-		for i, m := range d.members {
-			if string(m.key) == key {
-				return i, true
-			}
-		}
-		return 0, false
-	}
-	if d.byKey == nil {
-		d.byKey = make(map[string]int, len(d.members))
-		for i, m := range d.members {
-			d.byKey[string(m.key)] = i
+	for i, m := range d.members {
+		if string(m.key) == key {
+			return i, true
 		}
 	}
-	i, ok := d.byKey[key]
-	return i, ok
+	return 0, false
 }
 
 // jsonPointer is a parsed RFC 6901 JSON pointer: its reference tokens with
