@@ -114,27 +114,24 @@ func NewMaintainer(s *Store, cfg MaintainerConfig) (*Maintainer, error) {
 
 // RunMaintenance runs a Maintainer with policy every interval (overriding
 // policy.Interval when positive) until ctx ends. The leader lock's connection
-// comes from the store's pool when it is a *pgxpool.Pool or has the same
-// Acquire method; otherwise it returns ErrNoConnOpener: use NewMaintainer with
-// MaintainerConfig.Open.
+// is taken out of the store's pool: a *pgxpool.Pool, or a pool that exposes
+// one with a Pool() method (*pgclient.Client). For any other DB it returns
+// ErrNoConnOpener: use NewMaintainer with MaintainerConfig.Open.
 func (s *Store) RunMaintenance(ctx context.Context, policy RetentionPolicy, interval time.Duration) error {
-	type acquirer interface {
-		Acquire(context.Context) (*pgxpool.Conn, error)
+	var pool *pgxpool.Pool
+	switch db := s.db.(type) {
+	case *pgxpool.Pool:
+		pool = db
+	case interface{ Pool() *pgxpool.Pool }:
+		pool = db.Pool()
 	}
-	a, ok := s.db.(acquirer)
-	if !ok {
+	if pool == nil {
 		return ErrNoConnOpener
 	}
 	if interval > 0 {
 		policy.Interval = interval
 	}
-	m, err := NewMaintainer(s, MaintainerConfig{Policy: policy, Open: func(ctx context.Context) (*pgx.Conn, error) {
-		c, err := a.Acquire(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return c.Hijack(), nil
-	}})
+	m, err := NewMaintainer(s, MaintainerConfig{Policy: policy, Open: PoolConnOpener(pool)})
 	if err != nil {
 		return err
 	}
