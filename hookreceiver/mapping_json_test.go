@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -349,4 +350,40 @@ func TestKeySetCollisions(t *testing.T) {
 		require.Equal(t, want[i], s.add([]byte(k), offsets[i]), "key %d %q", i, k)
 	}
 	require.Len(t, s.overflow, 2, `"b" and "c" share the bucket of "a"`)
+}
+
+// TestDuplicateKeysAgainstMap compares the duplicate check with a plain map on
+// random objects of every size regime, with keys drawn from a small set (so
+// duplicates are common) and sometimes spelt with escapes.
+func TestDuplicateKeysAgainstMap(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(6, 7))
+	for range 60 {
+		n := r.IntN(2 * keySortMax)
+		pool := 1 + r.IntN(4*n+1)
+		var b strings.Builder
+		b.WriteString("{")
+		seen := map[string]bool{}
+		dup := false
+		for i := range n {
+			k := fmt.Sprintf("k%d", r.IntN(pool))
+			dup = dup || seen[k]
+			seen[k] = true
+			if i > 0 {
+				b.WriteString(",")
+			}
+			spelt := k
+			if r.IntN(8) == 0 {
+				spelt = `\u006b` + k[1:] // "k" escaped
+			}
+			fmt.Fprintf(&b, `"%s":{"%s":1}`, spelt, spelt)
+		}
+		b.WriteString("}")
+		_, err := checkJSON([]byte(b.String()), 64)
+		if dup {
+			require.Equal(t, CodeDuplicateKey, PayloadCode(err), "n=%d pool=%d", n, pool)
+		} else {
+			require.NoError(t, err, "n=%d pool=%d", n, pool)
+		}
+	}
 }
