@@ -1,0 +1,9 @@
+package metricsapi_test
+
+import (
+	"testing"
+
+	"github.com/omnibridge/omnibridge/internal/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
