@@ -3,11 +3,7 @@ package hookreceiver
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/omnibridge/omnibridge/internal/testdb"
 )
 
-// TestMain checks that no test leaves a goroutine behind. The tests of this
-// file's package need no database.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { testdb.Main(m) }
