@@ -27,7 +27,7 @@ var (
 // Defaults of BulkConfig.
 const (
 	DefaultBulkMinRows     = 20000
-	DefaultBulkMinReps     = 3
+	DefaultBulkMinReps     = 5
 	DefaultBulkMaxReps     = 500
 	DefaultInsertOneCount  = 2000
 	DefaultClaimEvents     = 20000
