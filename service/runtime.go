@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -52,6 +53,9 @@ type Runtime struct {
 	Store      *store.Store
 	Registry   *prometheus.Registry
 	Mux        *http.ServeMux
+	// Audit writes security audit rows without blocking the request path
+	// (bounded queue; drops are counted in omnibridge_audit_dropped_total).
+	Audit *store.AuditWriter
 
 	cfg      Config
 	version  string
@@ -96,6 +100,17 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 	}
 	dbc.Logger = log
 	dbc.Registerer = reg
+	// Degradations of the pool go to the audit log through the audit writer:
+	// it queues without blocking and retries, so a degradation of the pool
+	// itself (no connection free) is written once one is. The writer exists
+	// only once the pool is open, hence the pointer.
+	var auditor atomic.Pointer[store.AuditWriter]
+	dbc.OnDegradation = func(ev pgclient.DegradationEvent) {
+		if w := auditor.Load(); w != nil {
+			d := degradation(ev)
+			w.WriteLimited(d.Key(), d.AuditEvent())
+		}
+	}
 
 	ln := o.Listener
 	if ln == nil {
@@ -110,6 +125,21 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 		return nil, fmt.Errorf("%s: open database: %w", o.Name, err)
 	}
 	st := store.New(client, store.WithLogger(log))
+	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "omnibridge_audit_dropped_total",
+		Help: "Security audit events dropped instead of blocking a request, by reason.",
+	}, []string{"reason"})
+	reg.MustRegister(dropped)
+	audit, err := store.NewAuditWriter(st, store.AuditWriterConfig{
+		Logger: log,
+		OnDrop: func(r store.DropReason, n int) { dropped.WithLabelValues(string(r)).Add(float64(n)) },
+	})
+	if err != nil {
+		client.Close()
+		ln.Close()
+		return nil, err
+	}
+	auditor.Store(audit)
 	host, _ := os.Hostname()
 	r := &Runtime{
 		Name:       o.Name,
@@ -120,6 +150,7 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 		Store:      st,
 		Registry:   reg,
 		Mux:        http.NewServeMux(),
+		Audit:      audit,
 		cfg:        o.Config,
 		version:    o.Version,
 		listener:   ln,
@@ -148,6 +179,7 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 	if _, err := st.CreateSession(ctx, store.Session{
 		ID: r.SessionID, ServiceName: o.Name, InstanceID: r.InstanceID, Metadata: meta,
 	}); err != nil {
+		_ = audit.Close(ctx)
 		client.Close()
 		ln.Close()
 		return nil, fmt.Errorf("%s: register session: %w", o.Name, err)
@@ -278,9 +310,28 @@ func (r *Runtime) shutdown(stopWork context.CancelCauseFunc, wg *sync.WaitGroup,
 	if err := r.Store.EndSession(ctx, r.SessionID, status); err != nil {
 		errs = append(errs, fmt.Errorf("end session: %w", err))
 	}
+	if err := r.Audit.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("flush audit log: %w", err))
+	}
 	r.DB.Close()
 	r.Log.Info("service: stopped")
 	return errors.Join(errs...)
+}
+
+// degradation turns a pool degradation into the store's record of one.
+func degradation(ev pgclient.DegradationEvent) store.Degradation {
+	return store.Degradation{
+		Component: ev.Component,
+		Kind:      ev.Kind,
+		Recovered: ev.Recovered,
+		At:        ev.At,
+		Details: map[string]any{
+			"service":             ev.Service,
+			"utilization_percent": ev.UtilizationPercent,
+			"threshold_percent":   ev.ThresholdPercent,
+			"since":               ev.Since,
+		},
+	}
 }
 
 func (r *Runtime) heartbeat(ctx context.Context) error {

@@ -253,3 +253,47 @@ func TestConfigValidate(t *testing.T) {
 		require.ErrorContains(t, err, want)
 	}
 }
+
+func TestPoolDegradationIsAudited(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *service.Options) {
+		o.Database.MaxConns = 2
+		o.Database.UtilizationWarn = 0.5
+		o.Database.UtilizationWarnAfter = 50 * time.Millisecond
+	})
+	b.run(t)
+	// Hold every connection of the service's pool: utilization 100%.
+	ctx := context.Background()
+	var held []*pgclient.Conn
+	for range 2 {
+		c, err := b.rt.DB.Acquire(ctx)
+		require.NoError(t, err)
+		held = append(held, c)
+	}
+	release := sync.OnceFunc(func() {
+		for _, h := range held {
+			h.Release()
+		}
+	})
+	t.Cleanup(release)
+	// Hold them well past UtilizationWarnAfter; the episode is raised while
+	// no connection is free to write it.
+	time.Sleep(2 * time.Second)
+	release()
+
+	c, err := pgclient.Open(ctx, pgclient.Config{URL: b.url, MinConns: -1, MaxConns: 2})
+	require.NoError(t, err)
+	defer c.Close()
+	var types []string
+	require.Eventually(t, func() bool {
+		page, err := store.New(c).ListAudit(ctx, store.AuditFilter{Type: store.DegradationPrefix + "*"})
+		if err != nil || len(page.Events) == 0 {
+			return false
+		}
+		for _, e := range page.Events {
+			types = append(types, e.Type)
+		}
+		return true
+	}, 20*time.Second, 50*time.Millisecond, "the high-utilization episode reaches the audit log once a connection is free")
+	require.Contains(t, types, "degradation.database.high_utilization")
+}
