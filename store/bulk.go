@@ -13,12 +13,19 @@ import (
 )
 
 // DefaultCopyThreshold is the number of rows from which a bulk insert uses
-// COPY rather than a multi-row INSERT. It was measured, not guessed: on the
-// reference machine (2 cores, PostgreSQL 15 on the same host, ~500-byte
-// events into the partitioned, indexed omnibridge.hook_events), a multi-row
-// INSERT wins below about this many rows and COPY wins above (see
-// BenchmarkBulkCrossover and the bench bulk command to measure your own).
-const DefaultCopyThreshold = 64
+// COPY rather than a multi-row INSERT. It was measured, not guessed (ADR-016
+// guessed 1000): BenchmarkBulkCrossover fits time = fixed + per-row·rows for
+// both methods on ~500-byte events into the partitioned, indexed
+// omnibridge.hook_events. On the reference machine (2 shared cores,
+// PostgreSQL 15 on the same host) COPY costs about 300µs more per call (one
+// more round trip and its setup) and 15-20% less per row, and four runs put
+// the crossover at 21, 31, 33 and 39 rows. Measure yours with
+//
+//	go test -run '^$' -bench BulkCrossover -benchtime 800x ./store/
+//
+// and set BulkOptions.CopyThreshold; where the database is across a network,
+// the round trip weighs more and the crossover moves up.
+const DefaultCopyThreshold = 32
 
 // maxBindParameters is the most parameters a PostgreSQL statement takes.
 const maxBindParameters = 65535

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -42,14 +43,13 @@ func truncateEvents(tb testing.TB, pool *pgxpool.Pool) {
 
 // bulkMethods are the ways of inserting rows that the crossover benchmark
 // compares: ours, forced to one method, and bare pgx.
-func bulkMethods(s *store.Store, pool *pgxpool.Pool) []struct {
+type bulkMethod struct {
 	name string
 	run  func(ctx context.Context, rows [][]any) error
-} {
-	return []struct {
-		name string
-		run  func(ctx context.Context, rows [][]any) error
-	}{
+}
+
+func bulkMethods(s *store.Store, pool *pgxpool.Pool) []bulkMethod {
+	return []bulkMethod{
 		{"values", func(ctx context.Context, rows [][]any) error {
 			_, err := s.BulkInsertWith(ctx, store.BulkOptions{CopyThreshold: math.MaxInt}, benchEventsTable, benchEventColumns, rows)
 			return err
@@ -82,42 +82,137 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, r...)
 	return pool.SendBatch(ctx, b).Close()
 }
 
-// BenchmarkBulkCrossover measures the insert methods at sizes around and far
-// from the crossover, interleaved (each iteration runs every method once, in
-// rotating order, on rows of the same shape), so that the noise of a shared
-// machine hits them alike; DefaultCopyThreshold comes from its figures:
+// BenchmarkBulkInsert measures BulkInsert, each of its methods forced, and
+// bare pgx at the bench sizes, interleaved (each iteration runs every method
+// once, in rotating order, on rows of the same shape) so that the noise of a
+// shared machine hits them alike:
 //
-//	go test -run '^$' -bench BulkCrossover ./store/
-func BenchmarkBulkCrossover(b *testing.B) {
+//	go test -run '^$' -bench BulkInsert ./store/
+func BenchmarkBulkInsert(b *testing.B) {
 	eb := setupEvents(b)
-	methods := bulkMethods(eb.store, eb.pool)
-	for _, n := range []int{1, 10, 20, 30, 50, 64, 100, 200, 1000, 10000, 100000} {
+	s := store.New(eb.pool) // the same pool as the bare methods
+	methods := bulkMethods(s, eb.pool)
+	for _, n := range []int{10, 100, 1000, 10000, 100000} {
 		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
-			ctx := context.Background()
-			truncateEvents(b, eb.pool)
-			elapsed := make([]time.Duration, len(methods))
-			inserted, iter := 0, 0
-			for b.Loop() {
-				for k := range methods {
-					m := (k + iter) % len(methods)
-					rows := benchEventRows(n)
-					if inserted > 300000 {
-						truncateEvents(b, eb.pool)
-						inserted = 0
-					}
-					start := time.Now()
-					if err := methods[m].run(ctx, rows); err != nil {
-						b.Fatal(err)
-					}
-					elapsed[m] += time.Since(start)
-					inserted += n
-				}
-				iter++
-			}
+			elapsed := runInterleaved(b, eb.pool, methods, func(int) int { return n })
 			for m, d := range elapsed {
 				b.ReportMetric(float64(n)*float64(b.N)/d.Seconds(), methods[m].name+"_rows/s")
 			}
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// runInterleaved runs every method once per iteration, in rotating order, on
+// size(iteration) fresh rows, and returns each method's total time.
+func runInterleaved(b *testing.B, pool *pgxpool.Pool, methods []bulkMethod, size func(int) int) []time.Duration {
+	ctx := context.Background()
+	truncateEvents(b, pool)
+	elapsed := make([]time.Duration, len(methods))
+	inserted, iter := 0, 0
+	for b.Loop() {
+		n := size(iter)
+		for k := range methods {
+			m := (k + iter) % len(methods)
+			rows := benchEventRows(n)
+			if inserted > 300000 {
+				truncateEvents(b, pool)
+				inserted = 0
+			}
+			start := time.Now()
+			if err := methods[m].run(ctx, rows); err != nil {
+				b.Fatal(err)
+			}
+			elapsed[m] += time.Since(start)
+			inserted += n
+		}
+		iter++
+	}
+	return elapsed
+}
+
+// BenchmarkBulkCrossover finds where COPY starts to beat a multi-row INSERT:
+// it times both (interleaved) at sizes from 1 to 320 rows, fits time = fixed +
+// per-row·rows to the median time of each method at each size, and reports
+// both fits and the size where the lines cross. A fit over many sizes is far
+// less sensitive to a noisy machine than comparing rates at one size.
+// DefaultCopyThreshold comes from it:
+//
+//	go test -run '^$' -bench BulkCrossover -benchtime 400x ./store/
+func BenchmarkBulkCrossover(b *testing.B) {
+	eb := setupEvents(b)
+	s := store.New(eb.pool)
+	all := bulkMethods(s, eb.pool)
+	methods := []bulkMethod{all[0], all[1]} // values, copy
+	sizes := []int{1, 5, 10, 20, 40, 80, 160, 320}
+	samples := make([][][]time.Duration, len(methods))
+	for m := range samples {
+		samples[m] = make([][]time.Duration, len(sizes))
+	}
+	ctx := context.Background()
+	truncateEvents(b, eb.pool)
+	inserted, iter := 0, 0
+	for b.Loop() {
+		si := (iter * 3) % len(sizes) // 3 is coprime with 8: every size in turn
+		n := sizes[si]
+		for k := range methods {
+			m := (k + iter/len(sizes)) % len(methods)
+			rows := benchEventRows(n)
+			if inserted > 300000 {
+				truncateEvents(b, eb.pool)
+				inserted = 0
+			}
+			start := time.Now()
+			if err := methods[m].run(ctx, rows); err != nil {
+				b.Fatal(err)
+			}
+			samples[m][si] = append(samples[m][si], time.Since(start))
+			inserted += n
+		}
+		iter++
+	}
+	if iter < 2*len(sizes) {
+		b.Skip("too few iterations for a fit; run with -benchtime 400x")
+	}
+	var fixed, perRow [2]float64
+	for m := range methods {
+		xs := make([]float64, len(sizes))
+		ys := make([]float64, len(sizes))
+		for si, n := range sizes {
+			xs[si] = float64(n)
+			ys[si] = float64(medianDuration(samples[m][si]).Microseconds())
+		}
+		fixed[m], perRow[m] = fitLine(xs, ys)
+		for si, n := range sizes {
+			b.Logf("%s rows=%d median=%.0fµs fit=%.0fµs", methods[m].name, n, ys[si], fixed[m]+perRow[m]*float64(n))
+		}
+		b.ReportMetric(fixed[m], methods[m].name+"_fixed_µs")
+		b.ReportMetric(perRow[m], methods[m].name+"_per_row_µs")
+	}
+	if perRow[0] > perRow[1] {
+		b.ReportMetric((fixed[1]-fixed[0])/(perRow[0]-perRow[1]), "crossover_rows")
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+func medianDuration(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// fitLine returns a, b of y = a + b·x that minimise the squared relative
+// errors (weights 1/y²), so that small sizes count as much as large ones.
+func fitLine(xs, ys []float64) (a, b float64) {
+	var sw, sx, sy, sxx, sxy float64
+	for i := range xs {
+		w := 1 / (ys[i] * ys[i])
+		sw += w
+		sx += w * xs[i]
+		sy += w * ys[i]
+		sxx += w * xs[i] * xs[i]
+		sxy += w * xs[i] * ys[i]
+	}
+	b = (sw*sxy - sx*sy) / (sw*sxx - sx*sx)
+	return (sy - b*sx) / sw, b
 }
