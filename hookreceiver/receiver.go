@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
@@ -159,6 +162,8 @@ func (r *Receiver) Run(ctx context.Context) error {
 	r.log.Info("hookreceiver: started", "sources", len(r.sources), "writers", r.cfg.Batch.Writers,
 		"batch_max_size", r.cfg.Batch.MaxSize, "batch_max_wait", r.cfg.Batch.MaxWait, "queue_size", r.cfg.Batch.QueueSize)
 
+	r.checkDurability(ctx)
+
 	var writers sync.WaitGroup
 	for range r.cfg.Batch.Writers {
 		w := newWriter(r)
@@ -218,13 +223,9 @@ func (r *Receiver) Ready(context.Context) error {
 	return nil
 }
 
-// Sources returns the names of the configured sources.
+// Sources returns the names of the configured sources, sorted.
 func (r *Receiver) Sources() []string {
-	names := make([]string, 0, len(r.sources))
-	for name := range r.sources {
-		names = append(names, name)
-	}
-	return names
+	return slices.Sorted(maps.Keys(r.sources))
 }
 
 // Source returns the configured source of that name, or nil: for instance to
@@ -234,4 +235,20 @@ func (r *Receiver) Source(name string) *Source {
 		return s.Source
 	}
 	return nil
+}
+
+// checkDurability warns when the database does not flush commits before
+// acknowledging them (synchronous_commit off): a 2xx then no longer survives
+// a database crash. It does not stop the receiver; a failed check is logged.
+func (r *Receiver) checkDurability(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var setting string
+	if err := r.store.DB().QueryRow(ctx, `SELECT current_setting('synchronous_commit')`).Scan(&setting); err != nil {
+		r.log.Warn("hookreceiver: could not check synchronous_commit", "err", err)
+		return
+	}
+	if setting == "off" {
+		r.log.Error("hookreceiver: synchronous_commit is off: an acknowledged webhook can be lost if PostgreSQL crashes; set synchronous_commit = on for the receiver's role")
+	}
 }

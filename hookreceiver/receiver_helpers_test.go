@@ -74,10 +74,10 @@ type bundle struct {
 
 // options change a bundle before it starts.
 type options struct {
-	cfg      hookreceiver.Config
-	svc      service.Config
-	dbURL    string // defaults to testdb.New
-	addr     string // defaults to 127.0.0.1:0
+	cfg     hookreceiver.Config
+	svc     service.Config
+	dbURL   string // defaults to testdb.New
+	addr    string // defaults to 127.0.0.1:0
 	poolMax int32
 }
 
@@ -290,10 +290,17 @@ func bearer(token string) http.Header {
 
 // envelope is a body for the envelope preset.
 func envelope(delivery string) []byte {
-	b, _ := json.Marshal(map[string]any{
+	return mustJSON(map[string]any{
 		"action": "created", "resource": "order", "resource_id": "o-1", "delivery_id": delivery,
 		"payload": map[string]any{"amount": 42, "currency": "EUR"},
 	})
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
 	return b
 }
 

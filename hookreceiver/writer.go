@@ -147,9 +147,8 @@ func (w *writer) commit(b []*pending) (down bool) {
 			b = slices.Delete(b, i, i+1)
 			continue
 		}
-		switch class := classify(err); class {
+		switch classify(err) {
 		case failRows:
-			w.r.metrics.batchFailures.WithLabelValues("rows").Inc()
 			if len(b) == 1 {
 				w.r.metrics.rejectedRows.Inc()
 				w.r.log.Warn("hookreceiver: event refused by the database", "source", b[0].ev.Source,
@@ -158,6 +157,7 @@ func (w *writer) commit(b []*pending) (down bool) {
 					"the database refused this event: " + err.Error()}})
 				return false
 			}
+			w.r.metrics.batchFailures.WithLabelValues("rows").Inc()
 			mid := len(b) / 2
 			first := w.commit(b[:mid])
 			second := w.commit(b[mid:])
