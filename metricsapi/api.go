@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -161,11 +162,11 @@ func (a *API) handler(rt route) http.Handler {
 }
 
 func (a *API) methodNotAllowed(methods []string) http.Handler {
-	allow := slices.Compact(slices.Sorted(slices.Values(methods)))
+	allowed := strings.Join(slices.Compact(slices.Sorted(slices.Values(methods))), ", ")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header()["Allow"] = allow
+		w.Header().Set("Allow", allowed)
 		writeJSON(w, http.StatusMethodNotAllowed, errorBody{
-			Error: fmt.Sprintf("method %s is not allowed here (allowed: %v)", r.Method, allow), Code: CodeMethodNotAllowed})
+			Error: fmt.Sprintf("method %s is not allowed here (allowed: %s)", r.Method, allowed), Code: CodeMethodNotAllowed})
 	})
 }
 

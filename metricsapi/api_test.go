@@ -54,8 +54,8 @@ func TestPerformanceSeries(t *testing.T) {
 	type bucket struct {
 		Start                   time.Time `json:"start"`
 		Received, Processed     int64
-		Attempts                int64 `json:"attempts"`
-		FailedAttempts          int64 `json:"failed_attempts"`
+		Attempts                int64                      `json:"attempts"`
+		FailedAttempts          int64                      `json:"failed_attempts"`
 		ProcessingTime          *store.ProcessingTimeStats `json:"processing_time_ms"`
 		KafkaPublishSuccessRate *float64                   `json:"kafka_publish_success_rate"`
 	}

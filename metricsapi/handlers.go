@@ -66,7 +66,7 @@ func (a *API) performanceSeries(w http.ResponseWriter, r *http.Request) error {
 // seconds.
 func defaultStep(window time.Duration, points int) time.Duration {
 	step := (window + time.Duration(points) - 1) / time.Duration(points)
-	return max(time.Second, (step+time.Second-1).Truncate(time.Second))
+	return max(time.Second, (step + time.Second - 1).Truncate(time.Second))
 }
 
 // bucketCount is the number of step-long buckets that cover window.

@@ -31,7 +31,7 @@ type bundle struct {
 	db    *pgclient.Client
 	audit *store.AuditWriter
 	reg   *prometheus.Registry
-	srv   *httptest.Server
+	url   string // the server's base URL
 }
 
 type setupOptions struct {
@@ -68,7 +68,7 @@ func setup(t testing.TB, opts ...func(*setupOptions)) *bundle {
 	api.Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &bundle{api: api, store: st, db: db, audit: audit, reg: reg, srv: srv}
+	return &bundle{api: api, store: st, db: db, audit: audit, reg: reg, url: srv.URL}
 }
 
 // response is a finished request.
@@ -89,12 +89,12 @@ func (b *bundle) do(t testing.TB, method, path, authorization string) response {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, b.srv.URL+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, b.url+path, nil)
 	require.NoError(t, err)
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
 	}
-	res, err := b.srv.Client().Do(req)
+	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer res.Body.Close()
 	body, err := io.ReadAll(res.Body)
