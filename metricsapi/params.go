@@ -100,12 +100,21 @@ func parseDuration(s string) (time.Duration, bool) {
 	return d, true
 }
 
-// formatDuration prints whole days as "7d" and everything else as Go does.
+// formatDuration prints whole days as "7d" and everything else as Go does,
+// without zero minutes and seconds ("1h", not "1h0m0s"), so that it parses
+// back with parseDuration.
 func formatDuration(d time.Duration) string {
 	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
 		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
 	}
-	return d.String()
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // limit parses a page size between 1 and maximum; def when absent.

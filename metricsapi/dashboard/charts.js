@@ -32,12 +32,21 @@ function niceTicks(max, n) {
   return ticks;
 }
 
-function fmtClock(ms, long) {
+// fmtClock prints a time of day, with seconds for short spans and with the
+// date for long ones.
+function fmtClock(ms, span) {
   const d = new Date(ms);
-  const hh = String(d.getHours()).padStart(2, '0');
-  const mm = String(d.getMinutes()).padStart(2, '0');
-  if (!long) return hh + ':' + mm;
-  return (d.getMonth() + 1) + '/' + d.getDate() + ' ' + hh + ':' + mm;
+  const two = (n) => String(n).padStart(2, '0');
+  const hm = two(d.getHours()) + ':' + two(d.getMinutes());
+  if (span < 10 * 60 * 1000) return hm + ':' + two(d.getSeconds());
+  if (span <= 36 * 3600 * 1000) return hm;
+  return (d.getMonth() + 1) + '/' + d.getDate() + ' ' + hm;
+}
+
+// chartWidth is the drawing's width in user units: the container's width in
+// CSS pixels, so that text keeps its size whatever the card's width.
+function chartWidth(container) {
+  return Math.max(320, Math.round(container.clientWidth || 640));
 }
 
 // lineChart draws series of {t (ms), v (number or null)} points into
@@ -45,7 +54,7 @@ function fmtClock(ms, long) {
 // total}], from and to (ms), yMax (fixed top, optional), yFormat (value →
 // text), empty (text when there is nothing to draw).
 function lineChart(container, opts) {
-  const W = 640, H = 220, L = 52, R = 12, T = 12, B = 26;
+  const W = chartWidth(container), H = 220, L = 52, R = 12, T = 12, B = 26;
   const pw = W - L - R, ph = H - T - B;
   container.replaceChildren();
   const svg = svgEl('svg', {
@@ -66,11 +75,13 @@ function lineChart(container, opts) {
     svgEl('line', { x1: L, x2: W - R, y1: y(tv), y2: y(tv) }, grid);
     svgText(grid, L - 6, y(tv) + 4, fmt(tv), { 'text-anchor': 'end', class: 'tick' });
   }
-  const long = to - from > 36 * 3600 * 1000;
-  for (let i = 0; i <= 4; i++) {
-    const t = from + ((to - from) * i) / 4;
-    svgText(grid, x(t), H - 6, fmtClock(t, long), {
-      'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle', class: 'tick',
+  const span = to - from;
+  // About one label per 110 px, and no two labels within the same second.
+  const labels = Math.max(1, Math.min(8, Math.floor(pw / 110), Math.floor(span / 1000)));
+  for (let i = 0; i <= labels; i++) {
+    const t = from + (span * i) / labels;
+    svgText(grid, x(t), H - 6, fmtClock(t, span), {
+      'text-anchor': i === 0 ? 'start' : i === labels ? 'end' : 'middle', class: 'tick',
     });
   }
 
@@ -105,7 +116,7 @@ function lineChart(container, opts) {
   const colW = base.length ? pw / base.length : pw;
   for (const [i, p] of base.entries()) {
     const rect = svgEl('rect', { x: x(p.t) - colW / 2, y: T, width: colW, height: ph }, hover);
-    const lines = [fmtClock(p.t, long)].concat(opts.series.map((s) => {
+    const lines = [fmtClock(p.t, span)].concat(opts.series.map((s) => {
       const v = s.points[i] ? s.points[i].v : null;
       return s.label + ': ' + (v === null ? '–' : fmt(v));
     }));
@@ -139,7 +150,8 @@ function legend(container, series, fmt) {
 // text, cls, attrs}. Rows are drawn in the given order.
 function barChart(container, opts) {
   container.replaceChildren();
-  const rowH = 34, W = 640, L = 230, R = 150, T = 6;
+  const rowH = 34, W = chartWidth(container), T = 6;
+  const L = Math.min(240, Math.round(W * 0.36)), R = Math.min(220, Math.round(W * 0.3));
   const H = Math.max(1, opts.rows.length) * rowH + T * 2;
   const svg = svgEl('svg', {
     viewBox: `0 0 ${W} ${H}`, class: 'chart bars', role: 'img',
