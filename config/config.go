@@ -45,6 +45,9 @@ type Config struct {
 	// Database is the primary PostgreSQL. Its URL falls back to DATABASE_URL.
 	Database DatabaseConfig `yaml:"database"`
 
+	// Services configures each service.
+	Services ServicesConfig `yaml:"services"`
+
 	// Retention is how long data is kept and how maintenance runs.
 	Retention store.RetentionPolicy `yaml:"retention"`
 
@@ -84,6 +87,7 @@ func (c Config) WithDefaults() Config {
 	c.Database = c.Database.WithDefaults()
 	c.Kafka = c.Kafka.WithDefaults()
 	c.Retention = c.Retention.WithDefaults()
+	c.Services = c.Services.WithDefaults()
 	c.Dev.DataDir = orDefault(c.Dev.DataDir, ".omnibridge/pgdata")
 	return c
 }
@@ -116,6 +120,7 @@ func (c Config) Validate() error {
 	errs = append(errs, prefixed("database", validateDatabase(c.Database))...)
 	errs = append(errs, prefixed("kafka", c.Kafka.Validate())...)
 	errs = append(errs, prefixed("retention", c.Retention.Validate())...)
+	errs = append(errs, c.Services.validate()...)
 	return errors.Join(errs...)
 }
 

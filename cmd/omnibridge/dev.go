@@ -1,7 +1,7 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -10,12 +10,14 @@ import (
 )
 
 func newDevCmd(g *globals) *cobra.Command {
-	var fresh bool
+	var fresh, tail bool
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run everything locally: embedded PostgreSQL, schema, services; Ctrl-C stops it",
+		Short: "Run everything locally: embedded PostgreSQL, in-process Kafka, the three services",
 		Long: "dev starts an embedded PostgreSQL (data kept in dev.data_dir between runs) unless a\n" +
-			"database URL is configured, applies the migrations and runs until interrupted.",
+			"database URL is configured, an in-process Kafka broker unless kafka.brokers is set,\n" +
+			"applies the migrations and runs the three services until Ctrl-C. It prints the URLs\n" +
+			"and a ready-to-paste curl that sends a signed webhook.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()
@@ -23,15 +25,21 @@ func newDevCmd(g *globals) *cobra.Command {
 				return err
 			}
 			log := app.NewLogger(os.Stderr, cfg.Log)
-			d, err := app.StartDev(cmd.Context(), cfg, log, app.DevOptions{Fresh: fresh, Out: cmd.OutOrStdout()})
+			d, err := app.StartDev(cmd.Context(), cfg, log, app.DevOptions{
+				Fresh: fresh, Out: cmd.OutOrStdout(), Version: versionString(),
+			})
 			if err != nil {
 				return err
 			}
-			<-cmd.Context().Done()
-			log.Info("dev: shutting down")
-			return errors.Join(d.Close())
+			if tail {
+				ctx, cancel := context.WithCancel(cmd.Context())
+				defer cancel()
+				go func() { _ = d.Tail(ctx, cmd.OutOrStdout()) }()
+			}
+			return d.Run(cmd.Context())
 		},
 	}
 	cmd.Flags().BoolVar(&fresh, "fresh", false, "delete the kept development database and start over")
+	cmd.Flags().BoolVar(&tail, "tail", false, "print every record published to Kafka")
 	return cmd
 }

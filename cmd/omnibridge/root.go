@@ -52,6 +52,7 @@ func newRootCmd() *cobra.Command {
 		newEventsCmd(g),
 		newSessionsCmd(g),
 		newBenchCmd(g),
+		newServeCmd(g),
 	)
 	return root
 }
