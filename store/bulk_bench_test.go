@@ -133,37 +133,69 @@ func runInterleaved(b *testing.B, pool *pgxpool.Pool, methods []bulkMethod, size
 
 // BenchmarkBulkCrossover finds where COPY starts to beat a multi-row INSERT:
 // it times both (interleaved) at sizes from 1 to 320 rows, fits time = fixed +
-// per-row·rows to the median time of each method at each size, and reports
-// both fits and the size where the lines cross. A fit over many sizes is far
-// less sensitive to a noisy machine than comparing rates at one size.
-// DefaultCopyThreshold comes from it:
+// per-row·rows to the median time of each method at each size (weighing the
+// relative error, so that small sizes count), and reports both fits and the
+// size where the lines cross. A fit over many sizes is far less sensitive to a
+// noisy machine than comparing rates at one size. DefaultCopyThreshold comes
+// from it:
 //
-//	go test -run '^$' -bench BulkCrossover -benchtime 400x ./store/
+//	go test -run '^$' -bench BulkCrossover -benchtime 800x ./store/
 func BenchmarkBulkCrossover(b *testing.B) {
 	eb := setupEvents(b)
 	s := store.New(eb.pool)
 	all := bulkMethods(s, eb.pool)
-	methods := []bulkMethod{all[0], all[1]} // values, copy
-	sizes := []int{1, 5, 10, 20, 40, 80, 160, 320}
+	benchCrossover(b, eb.pool, []int{1, 5, 10, 20, 40, 80, 160, 320}, []crossoverMethod{
+		{all[0].name, func(ctx context.Context, n int) error { return all[0].run(ctx, benchEventRows(n)) }},
+		{all[1].name, func(ctx context.Context, n int) error { return all[1].run(ctx, benchEventRows(n)) }},
+	})
+}
+
+// BenchmarkBulkEventsCrossover is BenchmarkBulkCrossover for
+// BulkInsertEvents, whose COPY path costs a transaction and the reservation
+// of the deliveries on top of the COPY. DefaultEventsCopyThreshold comes from
+// it:
+//
+//	go test -run '^$' -bench BulkEventsCrossover -benchtime 600x ./store/
+func BenchmarkBulkEventsCrossover(b *testing.B) {
+	eb := setupEvents(b)
+	s := store.New(eb.pool)
+	run := func(threshold int) func(ctx context.Context, n int) error {
+		return func(ctx context.Context, n int) error {
+			_, err := s.BulkInsertEventsWith(ctx, store.BulkOptions{EventsCopyThreshold: threshold}, benchEvents(n))
+			return err
+		}
+	}
+	benchCrossover(b, eb.pool, []int{10, 25, 50, 100, 200, 400, 800, 1600}, []crossoverMethod{
+		{"unnest", run(math.MaxInt)}, {"copy", run(1)},
+	})
+}
+
+// crossoverMethod inserts n fresh rows; the first of a pair is the one that
+// wins at small sizes.
+type crossoverMethod struct {
+	name string
+	run  func(ctx context.Context, n int) error
+}
+
+func benchCrossover(b *testing.B, pool *pgxpool.Pool, sizes []int, methods []crossoverMethod) {
 	samples := make([][][]time.Duration, len(methods))
 	for m := range samples {
 		samples[m] = make([][]time.Duration, len(sizes))
 	}
 	ctx := context.Background()
-	truncateEvents(b, eb.pool)
+	truncateEvents(b, pool)
 	inserted, iter := 0, 0
 	for b.Loop() {
 		si := (iter * 3) % len(sizes) // 3 is coprime with 8: every size in turn
 		n := sizes[si]
 		for k := range methods {
 			m := (k + iter/len(sizes)) % len(methods)
-			rows := benchEventRows(n)
 			if inserted > 300000 {
-				truncateEvents(b, eb.pool)
+				truncateEvents(b, pool)
 				inserted = 0
 			}
 			start := time.Now()
-			if err := methods[m].run(ctx, rows); err != nil {
+			if err := methods[m].run(ctx, n); err != nil {
 				b.Fatal(err)
 			}
 			samples[m][si] = append(samples[m][si], time.Since(start))
@@ -172,7 +204,7 @@ func BenchmarkBulkCrossover(b *testing.B) {
 		iter++
 	}
 	if iter < 2*len(sizes) {
-		b.Skip("too few iterations for a fit; run with -benchtime 400x")
+		b.Skip("too few iterations for a fit; run with -benchtime 800x")
 	}
 	var fixed, perRow [2]float64
 	for m := range methods {
@@ -215,4 +247,87 @@ func fitLine(xs, ys []float64) (a, b float64) {
 	}
 	b = (sw*sxy - sx*sy) / (sw*sxx - sx*sx)
 	return (sy - b*sx) / sw, b
+}
+
+// tempTableInsertEvents is the textbook alternative for deduplicated bulk
+// loads: COPY into a temporary table, then INSERT … SELECT … ON CONFLICT.
+func tempTableInsertEvents(ctx context.Context, pool *pgxpool.Pool, events []store.NewEvent) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE bulk_events (
+			id uuid, source text, action text, resource text, resource_id text,
+			payload jsonb, metadata jsonb, delivery_id text) ON COMMIT DROP`); err != nil {
+			return err
+		}
+		rows := make([][]any, len(events))
+		for i, e := range events {
+			rows[i] = []any{uuid.Must(uuid.NewV7()), e.Source, e.Action, e.Resource, e.ResourceID,
+				e.Payload, json.RawMessage(`{}`), e.DeliveryID}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"bulk_events"}, benchEventColumns, pgx.CopyFromRows(rows)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `
+WITH delivery AS (
+    INSERT INTO omnibridge.hook_event_deliveries (source, delivery_id, event_id)
+    SELECT source, delivery_id, id FROM bulk_events WHERE delivery_id IS NOT NULL
+    ORDER BY 1, 2
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+)
+INSERT INTO omnibridge.hook_events (id, source, action, resource, resource_id, payload, metadata, delivery_id)
+SELECT id, source, action, resource, resource_id, payload, metadata, delivery_id FROM bulk_events
+WHERE delivery_id IS NULL OR id IN (SELECT event_id FROM delivery)`)
+		return err
+	})
+}
+
+// BenchmarkBulkInsertEvents compares ways of bulk-loading events with
+// deduplication, interleaved: ours (reserve the deliveries with one INSERT,
+// then COPY straight into hook_events), one INSERT … FROM unnest statement,
+// and COPY into a temporary table followed by INSERT … SELECT:
+//
+//	go test -run '^$' -bench BulkInsertEvents ./store/
+func BenchmarkBulkInsertEvents(b *testing.B) {
+	eb := setupEvents(b)
+	s := store.New(eb.pool)
+	ctx := context.Background()
+	methods := []struct {
+		name string
+		run  func([]store.NewEvent) error
+	}{
+		{"ours", func(ev []store.NewEvent) error { _, err := s.BulkInsertEvents(ctx, ev); return err }},
+		{"unnest", func(ev []store.NewEvent) error {
+			_, err := s.BulkInsertEventsWith(ctx, store.BulkOptions{CopyThreshold: math.MaxInt}, ev)
+			return err
+		}},
+		{"temp_copy", func(ev []store.NewEvent) error { return tempTableInsertEvents(ctx, eb.pool, ev) }},
+	}
+	for _, n := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
+			truncateEvents(b, eb.pool)
+			elapsed := make([]time.Duration, len(methods))
+			inserted, iter := 0, 0
+			for b.Loop() {
+				for k := range methods {
+					m := (k + iter) % len(methods)
+					events := benchEvents(n)
+					if inserted > 300000 {
+						truncateEvents(b, eb.pool)
+						inserted = 0
+					}
+					start := time.Now()
+					if err := methods[m].run(events); err != nil {
+						b.Fatal(err)
+					}
+					elapsed[m] += time.Since(start)
+					inserted += n
+				}
+				iter++
+			}
+			for m, d := range elapsed {
+				b.ReportMetric(float64(n)*float64(b.N)/d.Seconds(), methods[m].name+"_rows/s")
+			}
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }

@@ -46,8 +46,8 @@ func (s *Store) BulkInsertEvents(ctx context.Context, events []NewEvent) (BulkRe
 
 // BulkInsertEventsWith implements ADR-016's adaptive_bulk_insert for hook
 // events, deduplicated as InsertEvents does it, in one transaction. Below
-// opts.CopyThreshold events it sends InsertEvents' single statement; from it,
-// it reserves the deliveries with one INSERT … ON CONFLICT DO NOTHING and
+// opts.EventsCopyThreshold events it sends InsertEvents' single statement;
+// from it, it reserves the deliveries with one INSERT … ON CONFLICT DO NOTHING and
 // COPYs the events whose reservation succeeded (and those without a delivery
 // id) straight into hook_events, which measured faster than COPY into a
 // temporary table followed by INSERT … SELECT … ON CONFLICT. Batches with
@@ -70,20 +70,21 @@ func (s *Store) BulkInsertEventsWith(ctx context.Context, opts BulkOptions, even
 // bulkInsertValidEvents is BulkInsertEventsWith for validated events.
 func (s *Store) bulkInsertValidEvents(ctx context.Context, opts BulkOptions, events []NewEvent) (BulkResult, error) {
 	if len(events) == 0 {
-		return BulkResult{Method: opts.Method(0)}, nil
+		return BulkResult{Method: opts.EventsMethod(0)}, nil
 	}
 	res := make([]InsertResult, len(events))
 	cols, dupOf, err := prepareBatch(events, res)
 	if err != nil {
 		return BulkResult{}, err
 	}
-	out := BulkResult{Method: opts.Method(len(events))}
+	out := BulkResult{Method: opts.EventsMethod(len(events))}
 	switch {
 	case out.Method == BulkValues:
 		err = insertColumns(ctx, s.db, events, cols, res)
 	case cols.explicitIDs:
 		out.Method = BulkValues
 		err = s.inTx(ctx, func(tx pgx.Tx) error {
+			resetResults(cols, res) // a retried transaction starts over
 			for lo := 0; lo < cols.len(); lo += maxUnnestRows {
 				if err := insertColumns(ctx, tx, events, cols.slice(lo, min(lo+maxUnnestRows, cols.len())), res); err != nil {
 					return err
@@ -113,9 +114,7 @@ func (s *Store) bulkInsertValidEvents(ctx context.Context, opts BulkOptions, eve
 // COPYs the other events into hook_events. It may run more than once (a
 // retried transaction), so it sets every result it owns.
 func copyEvents(ctx context.Context, tx pgx.Tx, events []NewEvent, cols *eventColumns, res []InsertResult) error {
-	for j, i := range cols.pos {
-		res[i] = InsertResult{ID: cols.ids[j]}
-	}
+	resetResults(cols, res)
 	var sources, deliveries []string
 	var deliveryIDs []uuid.UUID
 	for j, d := range cols.deliveries {
@@ -169,6 +168,13 @@ func copyEvents(ctx context.Context, tx pgx.Tx, events []NewEvent, cols *eventCo
 		}
 	}
 	return copyKept(ctx, tx, cols, keep)
+}
+
+// resetResults sets the result of every event of cols to "inserted".
+func resetResults(cols *eventColumns, res []InsertResult) {
+	for j, i := range cols.pos {
+		res[i] = InsertResult{ID: cols.ids[j]}
+	}
 }
 
 // copyKept COPYs the rows of cols that keep marks.

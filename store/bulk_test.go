@@ -106,7 +106,7 @@ func TestBulkInsertAnyTableBothMethods(t *testing.T) {
 
 func TestBulkInsertEventsDeduplicatesOnBothSides(t *testing.T) {
 	t.Parallel()
-	for _, size := range []int{store.DefaultCopyThreshold / 2, store.DefaultCopyThreshold * 8} {
+	for _, size := range []int{store.DefaultEventsCopyThreshold / 4, store.DefaultEventsCopyThreshold * 2} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			t.Parallel()
 			b := setupEvents(t)
@@ -131,7 +131,7 @@ func TestBulkInsertEventsDeduplicatesOnBothSides(t *testing.T) {
 
 			res, err := b.store.BulkInsertEvents(ctx, events)
 			require.NoError(t, err)
-			require.Equal(t, store.BulkOptions{}.Method(size), res.Method)
+			require.Equal(t, store.BulkOptions{}.EventsMethod(size), res.Method)
 			require.Len(t, res.Results, size)
 
 			firstOf := map[string]int{}
@@ -186,7 +186,7 @@ func TestBulkInsertEventsExplicitIDsAndTimes(t *testing.T) {
 	t.Parallel()
 	b := setupEvents(t)
 	ctx := testCtx(t)
-	size := store.DefaultCopyThreshold * 3
+	size := store.DefaultEventsCopyThreshold + 10
 	created := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 
 	// Creation times without ids: the COPY path keeps them.
@@ -238,7 +238,7 @@ func TestBulkInsertEventsConcurrentSameDeliveries(t *testing.T) {
 	b := setupEvents(t)
 	ctx := testCtx(t)
 	const writers = 4
-	size := store.DefaultCopyThreshold * 4
+	size := store.DefaultEventsCopyThreshold + 50
 	errs := make(chan error, writers)
 	for w := range writers {
 		go func() {
