@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -213,7 +214,17 @@ func (c *Coordinator) publish(stop context.Context, b *batch) {
 		msgs = append(msgs, m)
 		idx = append(idx, i)
 	}
-	for j, err := range c.pub.Publish(stop, msgs) {
+	perrs := c.pub.Publish(stop, msgs)
+	if len(perrs) != len(msgs) {
+		// A broken Publisher: never take a missing result for an ack.
+		err := fmt.Errorf("coordinator: the publisher returned %d results for %d records", len(perrs), len(msgs))
+		c.log.Error(err.Error())
+		perrs = make([]error, len(msgs))
+		for j := range perrs {
+			perrs[j] = err
+		}
+	}
+	for j, err := range perrs {
 		errs[idx[j]] = err
 	}
 	c.settle(b, errs, time.Now(), stop.Err() != nil)
