@@ -167,3 +167,45 @@ func setValue(v reflect.Value, raw string) error {
 	}
 	return nil
 }
+
+// Setting is one configurable value, for the reference documentation.
+type Setting struct {
+	Path    string // dotted YAML path
+	Env     string // environment variable
+	Default string // the default, as it would be written in the file
+}
+
+// Settings lists every setting that environment variables and flags can set,
+// with its default.
+func Settings() []Setting {
+	var out []Setting
+	c := Default()
+	walkFields(reflect.ValueOf(&c).Elem(), nil, func(p []string, v reflect.Value) {
+		out = append(out, Setting{Path: strings.Join(p, "."), Env: envName(p), Default: formatDefault(v)})
+	})
+	return out
+}
+
+func formatDefault(v reflect.Value) string {
+	if v.Type() == durationType {
+		if v.Int() == 0 {
+			return ""
+		}
+		return time.Duration(v.Int()).String()
+	}
+	switch v.Kind() {
+	case reflect.Slice:
+		parts := make([]string, v.Len())
+		for i := range parts {
+			parts[i] = fmt.Sprint(v.Index(i).Interface())
+		}
+		return strings.Join(parts, ",")
+	case reflect.String:
+		return v.String()
+	default:
+		if v.IsZero() {
+			return ""
+		}
+		return fmt.Sprint(v.Interface())
+	}
+}
