@@ -104,7 +104,7 @@ var wantIndexes = map[string][]string{
 		"CREATE INDEX idx_hook_events_claimed ON ONLY omnibridge.hook_events USING btree (claimed_at) WHERE (status = 'processing'::text)",
 		"CREATE INDEX idx_hook_events_created_at ON ONLY omnibridge.hook_events USING btree (created_at)",
 		"CREATE INDEX idx_hook_events_processed ON ONLY omnibridge.hook_events USING btree (processed, created_at DESC) WHERE (NOT processed)",
-		"CREATE INDEX idx_hook_events_processed_at ON ONLY omnibridge.hook_events USING brin (processed_at)",
+		"CREATE INDEX idx_hook_events_processed_at ON ONLY omnibridge.hook_events USING btree (processed_at) WHERE (status = 'processed'::text)",
 		"CREATE INDEX idx_hook_events_unfinished ON ONLY omnibridge.hook_events USING btree (status, created_at) WHERE (status <> 'processed'::text)",
 		"CREATE UNIQUE INDEX hook_events_pkey ON ONLY omnibridge.hook_events USING btree (id, created_at)",
 	},

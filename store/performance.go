@@ -66,11 +66,11 @@ type ProcessingTimeStats struct {
 // performanceSQL computes the whole report in one statement, so every figure
 // comes from one snapshot and one now(). Each part is index-backed (see
 // migration 5 and BenchmarkPerformanceReport): received on
-// idx_hook_events_created_at, processed on the BRIN idx_hook_events_processed_at,
-// the status counts and the oldest pending event in one index-only scan of
-// idx_hook_events_unfinished,
-// the attempts on idx_event_metrics_created_at. Their cost grows with the rows
-// in the window (and the backlog), not with the size of the tables.
+// idx_hook_events_created_at, processed on idx_hook_events_processed_at, the
+// status counts and the oldest pending event in one index-only scan of
+// idx_hook_events_unfinished, the attempts on idx_event_metrics_created_at.
+// Their cost grows with the rows in the window (and the backlog), not with the
+// size of the tables.
 const performanceSQL = `
 SELECT now(),
     (SELECT count(*) FROM omnibridge.hook_events
