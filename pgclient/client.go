@@ -32,6 +32,9 @@ type Client struct {
 	prepared       map[string]bool
 	execMode       pgx.QueryExecMode
 
+	epoch     time.Time // for monotonic statement start times
+	deadlines *acquireDeadlines
+
 	stats   counters
 	metrics *metrics // nil without a Registerer
 	conns   registry
@@ -76,6 +79,8 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		prepared:       make(map[string]bool, len(cfg.PrepareOnConnect)),
 		execMode:       execModes[normalizeExecMode(cfg.ExecMode)],
 		stop:           make(chan struct{}),
+		epoch:          time.Now(),
+		deadlines:      newAcquireDeadlines(cfg.AcquireTimeout),
 	}
 	for name := range cfg.PrepareOnConnect {
 		c.prepared[name] = true
@@ -166,7 +171,7 @@ func (c *Client) afterConnect(ctx context.Context, conn *pgx.Conn) error {
 			return fmt.Errorf("pgclient: prepare %q on connect: %w", name, err)
 		}
 	}
-	st := &connState{createdAt: time.Now(), pid: conn.PgConn().PID()}
+	st := &connState{createdAt: time.Now(), pid: conn.PgConn().PID(), pg: conn.PgConn(), cancelDone: make(chan struct{}, 1)}
 	conn.PgConn().CustomData()[stateKey] = st
 	c.conns.add(st)
 	return nil
@@ -265,6 +270,7 @@ func (c *Client) Close() {
 				}
 			}
 		}
+		c.deadlines.close()
 		c.unregister()
 	})
 }

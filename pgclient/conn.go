@@ -28,29 +28,29 @@ func (cn *Conn) Release() {
 
 // Exec runs sql on the connection; see Client.Exec.
 func (cn *Conn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	return cn.c.exec(ctx, cn.pc.Conn(), sql, args)
+	return cn.c.exec(ctx, cn.pc.Conn(), cn.pc.Conn(), sql, args)
 }
 
 // Query runs sql on the connection; the rows must be closed before the next
 // statement. See Client.Query.
 func (cn *Conn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	return cn.c.query(ctx, cn.pc.Conn(), nil, sql, args)
+	return cn.c.query(ctx, cn.pc.Conn(), cn.pc.Conn(), nil, sql, args)
 }
 
 // QueryRow runs sql on the connection; see Client.QueryRow.
 func (cn *Conn) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	return cn.c.queryRow(ctx, cn.pc.Conn(), nil, sql, args)
+	return cn.c.queryRow(ctx, cn.pc.Conn(), cn.pc.Conn(), nil, sql, args)
 }
 
 // SendBatch sends b on the connection; the results must be closed before the
 // next statement.
 func (cn *Conn) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	return cn.c.sendBatch(ctx, cn.pc.Conn(), nil, b)
+	return cn.c.sendBatch(ctx, cn.pc.Conn(), cn.pc.Conn(), nil, b)
 }
 
 // CopyFrom copies rows into table on the connection; see Client.CopyFrom.
 func (cn *Conn) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
-	return cn.c.copyFrom(ctx, cn.pc.Conn(), table, columns, src)
+	return cn.c.copyFrom(ctx, cn.pc.Conn(), cn.pc.Conn(), table, columns, src)
 }
 
 // Begin starts a transaction on the connection. Ending the transaction does

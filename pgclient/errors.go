@@ -20,13 +20,9 @@ var ErrClosed = errors.New("pgclient: client is closed (open a new one with pgcl
 // with its own (shorter) deadline.
 var ErrQueryTimeout = errors.New("pgclient: query timed out (raise query_timeout or make the statement faster)")
 
-// errAcquireTimedOut and errQueryTimedOut are the causes of the contexts the
-// client derives, so that an expired client timer can be told apart from the
-// caller's own deadline.
-var (
-	errAcquireTimedOut = errors.New("pgclient: acquire timeout")
-	errQueryTimedOut   = errors.New("pgclient: query timeout")
-)
+// errAcquireTimedOut is the cause of the acquire context the client derives,
+// so that its expiry can be told apart from the caller's own deadline.
+var errAcquireTimedOut = errors.New("pgclient: acquire timeout")
 
 // ConfigError names an invalid configuration field (by its YAML key) and its value.
 type ConfigError struct {

@@ -2,7 +2,6 @@ package pgclient
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -39,37 +38,32 @@ func (c *Client) run(ctx context.Context, _ op, fn func(context.Context) error) 
 // acquire takes a connection from the pool, waiting at most AcquireTimeout
 // (or until ctx ends, if sooner).
 func (c *Client) acquire(ctx context.Context) (*pgxpool.Conn, error) {
-	actx, cancel := ctx, context.CancelFunc(nil)
-	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.acquireTimeout {
-		actx, cancel = context.WithTimeoutCause(ctx, c.acquireTimeout, errAcquireTimedOut)
-	}
-	c.stats.waiting.Add(1)
 	start := time.Now()
+	actx, expired, release := c.acquireContext(ctx, start)
+	c.stats.waiting.Add(1)
 	pc, err := c.pool.Acquire(actx)
-	wait := time.Since(start)
 	c.stats.waiting.Add(-1)
-	if cancel != nil {
-		cancel()
-	}
+	wait := time.Since(start)
 	if m := c.metrics; m != nil {
 		m.acquireDuration.Observe(wait.Seconds())
 	}
 	if err != nil {
-		return nil, c.acquireError(ctx, actx, wait, err)
+		err = c.acquireError(ctx, expired(), wait, err)
 	}
-	return pc, nil
+	release()
+	return pc, err
 }
 
-// acquireError classifies a failed acquire. Only the client's own timer
+// acquireError classifies a failed acquire. Only the client's own deadline
 // expiring means the pool is exhausted; the caller's cancellation is passed
 // through and is not counted as a failed acquisition.
-func (c *Client) acquireError(ctx, actx context.Context, wait time.Duration, err error) error {
+func (c *Client) acquireError(ctx context.Context, timedOut bool, wait time.Duration, err error) error {
 	switch {
 	case c.closed.Load():
 		return ErrClosed
 	case ctx.Err() != nil:
 		return fmt.Errorf("pgclient: acquire connection: %w", err)
-	case errors.Is(context.Cause(actx), errAcquireTimedOut):
+	case timedOut:
 		c.stats.failedAcquires.Add(1)
 		s := c.pool.Stat()
 		return fmt.Errorf("%w: no connection free after %s (acquire_timeout %s; %d of %d in use, %d waiting)",
@@ -79,29 +73,6 @@ func (c *Client) acquireError(ctx, actx context.Context, wait time.Duration, err
 		c.stats.failedAcquires.Add(1)
 		return fmt.Errorf("pgclient: acquire connection: %w", err)
 	}
-}
-
-func noCancel() {}
-
-// queryContext bounds one statement by QueryTimeout unless ctx ends sooner.
-func (c *Client) queryContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= c.queryTimeout {
-		return ctx, noCancel
-	}
-	return context.WithTimeoutCause(ctx, c.queryTimeout, errQueryTimedOut)
-}
-
-// queryError marks err as a query timeout when the client's timer ended the
-// statement (not the caller's context).
-func (c *Client) queryError(qctx context.Context, err error) error {
-	if err == nil || !errors.Is(context.Cause(qctx), errQueryTimedOut) || errors.Is(err, ErrQueryTimeout) {
-		return err
-	}
-	c.stats.queryTimeouts.Add(1)
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w after %s: %w", ErrQueryTimeout, c.queryTimeout, err)
-	}
-	return fmt.Errorf("%w after %s: %w: %w", ErrQueryTimeout, c.queryTimeout, context.DeadlineExceeded, err)
 }
 
 // Exec runs sql (an SQL string or the name of a PrepareOnConnect statement)
@@ -116,7 +87,7 @@ func (c *Client) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comm
 			return err
 		}
 		defer pc.Release()
-		tag, err = c.exec(ctx, pc.Conn(), sql, args)
+		tag, err = c.exec(ctx, pc.Conn(), pc.Conn(), sql, args)
 		return err
 	})
 	return tag, err
@@ -131,12 +102,13 @@ type querier interface {
 	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
 }
 
-func (c *Client) exec(ctx context.Context, conn querier, sql string, args []any) (pgconn.CommandTag, error) {
-	qctx, cancel := c.queryContext(ctx)
-	tag, err := conn.Exec(qctx, sql, args...)
-	err = c.queryError(qctx, err)
-	cancel()
-	return tag, err
+// The statement helpers below run on q, which is conn itself or a
+// transaction on it, under conn's statement timer.
+
+func (c *Client) exec(ctx context.Context, conn *pgx.Conn, q querier, sql string, args []any) (pgconn.CommandTag, error) {
+	st := c.startStatement(ctx, conn)
+	tag, err := q.Exec(ctx, sql, args...)
+	return tag, c.finishStatement(st, err)
 }
 
 // Query runs sql on a pooled connection. The connection stays acquired (and
@@ -150,7 +122,7 @@ func (c *Client) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 		if err != nil {
 			return err
 		}
-		rows, err = c.query(ctx, pc.Conn(), pc, sql, args)
+		rows, err = c.query(ctx, pc.Conn(), pc.Conn(), pc, sql, args)
 		return err
 	})
 	if rows == nil {
@@ -159,19 +131,18 @@ func (c *Client) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 	return rows, err
 }
 
-// query runs sql on conn; pc, when not nil, is released when the rows close.
-func (c *Client) query(ctx context.Context, conn querier, pc *pgxpool.Conn, sql string, args []any) (pgx.Rows, error) {
-	qctx, cancel := c.queryContext(ctx)
-	r, err := conn.Query(qctx, sql, args...)
+// query runs sql; pc, when not nil, is released when the rows close.
+func (c *Client) query(ctx context.Context, conn *pgx.Conn, q querier, pc *pgxpool.Conn, sql string, args []any) (pgx.Rows, error) {
+	st := c.startStatement(ctx, conn)
+	r, err := q.Query(ctx, sql, args...)
 	if err != nil {
-		cancel()
+		err = c.finishStatement(st, err)
 		if pc != nil {
 			pc.Release()
 		}
-		err = c.queryError(qctx, err)
 		return &errRows{err: err}, err
 	}
-	return &rows{r: r, c: c, qctx: qctx, cancel: cancel, pc: pc}, nil
+	return &rows{r: r, c: c, st: st, pc: pc}, nil
 }
 
 // QueryRow runs sql on a pooled connection; the connection is released when
@@ -183,7 +154,7 @@ func (c *Client) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row 
 		if err != nil {
 			return err
 		}
-		row = c.queryRow(ctx, pc.Conn(), pc, sql, args)
+		row = c.queryRow(ctx, pc.Conn(), pc.Conn(), pc, sql, args)
 		return nil
 	})
 	if err != nil {
@@ -192,9 +163,9 @@ func (c *Client) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row 
 	return row
 }
 
-func (c *Client) queryRow(ctx context.Context, conn querier, pc *pgxpool.Conn, sql string, args []any) pgx.Row {
-	qctx, cancel := c.queryContext(ctx)
-	return &row{r: conn.QueryRow(qctx, sql, args...), c: c, qctx: qctx, cancel: cancel, pc: pc}
+func (c *Client) queryRow(ctx context.Context, conn *pgx.Conn, q querier, pc *pgxpool.Conn, sql string, args []any) pgx.Row {
+	st := c.startStatement(ctx, conn)
+	return &row{r: q.QueryRow(ctx, sql, args...), c: c, st: st, pc: pc}
 }
 
 // SendBatch sends every queued statement of b in one round trip (pipeline)
@@ -209,7 +180,7 @@ func (c *Client) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 		if err != nil {
 			return err
 		}
-		br = c.sendBatch(ctx, pc.Conn(), pc, b)
+		br = c.sendBatch(ctx, pc.Conn(), pc.Conn(), pc, b)
 		return nil
 	})
 	if err != nil {
@@ -218,9 +189,9 @@ func (c *Client) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	return br
 }
 
-func (c *Client) sendBatch(ctx context.Context, conn querier, pc *pgxpool.Conn, b *pgx.Batch) pgx.BatchResults {
-	qctx, cancel := c.queryContext(ctx)
-	res := &batchResults{br: conn.SendBatch(qctx, b), c: c, qctx: qctx, cancel: cancel, pc: pc}
+func (c *Client) sendBatch(ctx context.Context, conn *pgx.Conn, q querier, pc *pgxpool.Conn, b *pgx.Batch) pgx.BatchResults {
+	st := c.startStatement(ctx, conn)
+	res := &batchResults{br: q.SendBatch(ctx, b), c: c, st: st, pc: pc}
 	if t := res.br.Tx(); t != nil {
 		// The transaction owns the connection from here on.
 		res.tx = &tx{tx: t, c: c, pc: pc}
@@ -240,18 +211,16 @@ func (c *Client) CopyFrom(ctx context.Context, table pgx.Identifier, columns []s
 			return err
 		}
 		defer pc.Release()
-		n, err = c.copyFrom(ctx, pc.Conn(), table, columns, src)
+		n, err = c.copyFrom(ctx, pc.Conn(), pc.Conn(), table, columns, src)
 		return err
 	})
 	return n, err
 }
 
-func (c *Client) copyFrom(ctx context.Context, conn querier, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
-	qctx, cancel := c.queryContext(ctx)
-	n, err := conn.CopyFrom(qctx, table, columns, src)
-	err = c.queryError(qctx, err)
-	cancel()
-	return n, err
+func (c *Client) copyFrom(ctx context.Context, conn *pgx.Conn, q querier, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	st := c.startStatement(ctx, conn)
+	n, err := q.CopyFrom(ctx, table, columns, src)
+	return n, c.finishStatement(st, err)
 }
 
 // Acquire takes a connection from the pool for a sequence of statements

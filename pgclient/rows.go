@@ -1,9 +1,6 @@
 package pgclient
 
 import (
-	"context"
-	"errors"
-
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -15,8 +12,7 @@ import (
 type rows struct {
 	r      pgx.Rows
 	c      *Client
-	qctx   context.Context
-	cancel context.CancelFunc
+	st     *connState    // statement timer to stop; nil if not armed
 	pc     *pgxpool.Conn // nil inside a Tx or an acquired Conn
 	err    error
 	closed bool
@@ -28,8 +24,7 @@ func (r *rows) Close() {
 	}
 	r.closed = true
 	r.r.Close()
-	r.err = r.c.queryError(r.qctx, r.r.Err())
-	r.cancel()
+	r.err = r.c.finishStatement(r.st, r.r.Err())
 	if r.pc != nil {
 		r.pc.Release()
 		r.pc = nil
@@ -40,7 +35,7 @@ func (r *rows) Err() error {
 	if r.closed {
 		return r.err
 	}
-	return r.c.queryError(r.qctx, r.r.Err())
+	return r.r.Err()
 }
 
 func (r *rows) CommandTag() pgconn.CommandTag                { return r.r.CommandTag() }
@@ -85,24 +80,20 @@ func (r *errRows) TypeMap() *pgtype.Map                         { return nil }
 
 // row releases its connection when scanned.
 type row struct {
-	r      pgx.Row
-	c      *Client
-	qctx   context.Context
-	cancel context.CancelFunc
-	pc     *pgxpool.Conn
+	r  pgx.Row
+	c  *Client
+	st *connState
+	pc *pgxpool.Conn
 }
 
 func (r *row) Scan(dest ...any) error {
-	err := r.r.Scan(dest...)
-	r.cancel()
+	err := r.c.finishStatement(r.st, r.r.Scan(dest...))
+	r.st = nil
 	if r.pc != nil {
 		r.pc.Release()
 		r.pc = nil
 	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		return err
-	}
-	return r.c.queryError(r.qctx, err)
+	return err
 }
 
 type errRow struct{ err error }
@@ -114,23 +105,15 @@ func (r *errRow) Scan(...any) error { return r.err }
 type batchResults struct {
 	br     pgx.BatchResults
 	c      *Client
-	qctx   context.Context
-	cancel context.CancelFunc
+	st     *connState
 	pc     *pgxpool.Conn
 	tx     *tx
 	closed bool
 	err    error
 }
 
-func (b *batchResults) Exec() (pgconn.CommandTag, error) {
-	tag, err := b.br.Exec()
-	return tag, b.c.queryError(b.qctx, err)
-}
-
-func (b *batchResults) Query() (pgx.Rows, error) {
-	r, err := b.br.Query()
-	return r, b.c.queryError(b.qctx, err)
-}
+func (b *batchResults) Exec() (pgconn.CommandTag, error) { return b.br.Exec() }
+func (b *batchResults) Query() (pgx.Rows, error)         { return b.br.Query() }
 
 func (b *batchResults) QueryRow() pgx.Row { return b.br.QueryRow() }
 
@@ -139,8 +122,7 @@ func (b *batchResults) Close() error {
 		return b.err
 	}
 	b.closed = true
-	b.err = b.c.queryError(b.qctx, b.br.Close())
-	b.cancel()
+	b.err = b.c.finishStatement(b.st, b.br.Close())
 	if b.pc != nil {
 		b.pc.Release()
 		b.pc = nil

@@ -29,22 +29,23 @@ type DegradationEvent struct {
 	At time.Time `json:"at"`
 }
 
-// supervisor intervals: often enough to honour short thresholds in tests, at
-// most once a second in production.
+// Supervisor intervals: a twentieth of the query timeout (so statements end
+// within 5% of it) and a quarter of the other thresholds, within bounds.
 const (
-	minSuperviseInterval = 10 * time.Millisecond
-	maxSuperviseInterval = time.Second
+	minSuperviseInterval = 5 * time.Millisecond
+	maxSuperviseInterval = 250 * time.Millisecond
 )
 
 func (c *Client) superviseInterval() time.Duration {
-	d := c.cfg.UtilizationWarnAfter / 4
+	d := min(c.queryTimeout/20, c.cfg.UtilizationWarnAfter/4)
 	if c.leakThreshold > 0 {
 		d = min(d, c.leakThreshold/4)
 	}
 	return min(max(d, minSuperviseInterval), maxSuperviseInterval)
 }
 
-// supervise scans for leaks and watches utilization until Close.
+// supervise enforces QueryTimeout, scans for leaks and watches utilization
+// until Close.
 func (c *Client) supervise() {
 	defer c.wg.Done()
 	t := time.NewTicker(c.superviseInterval())
@@ -55,6 +56,7 @@ func (c *Client) supervise() {
 		case <-c.stop:
 			return
 		case now := <-t.C:
+			c.scanStatements()
 			c.scanLeaks(now)
 			c.watchUtilization(&u, now)
 		}

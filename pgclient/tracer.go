@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -28,6 +29,11 @@ type connState struct {
 	// lookup is set while a statement that consults the statement cache is
 	// running; a prepare under it is a cache miss.
 	lookup bool
+
+	pg         *pgconn.PgConn
+	stmt       atomic.Int64  // start of the timed statement (see startStatement), or a stmt state
+	cancelDone chan struct{} // receives when a statement cancellation has finished
+	discard    bool          // close instead of returning to the pool
 
 	hold atomic.Pointer[hold] // the current holder, when leak detection is on
 }
@@ -107,8 +113,14 @@ func (t *tracer) TraceRelease(_ *pgxpool.Pool, d pgxpool.TraceReleaseData) {
 		return
 	}
 	c.endHold(st, "released")
-	if c.maxQueries > 0 && st.queries >= c.maxQueries && !d.Conn.IsClosed() {
+	if d.Conn.IsClosed() {
+		return
+	}
+	recycle := c.maxQueries > 0 && st.queries >= c.maxQueries
+	if recycle {
 		c.stats.recycledByQueries.Add(1)
+	}
+	if recycle || st.discard {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = d.Conn.Close(ctx)
 		cancel()

@@ -41,11 +41,9 @@ func (c *Client) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error
 }
 
 func (c *Client) beginTx(ctx context.Context, conn *pgx.Conn, pc *pgxpool.Conn, opts pgx.TxOptions) (*tx, error) {
-	qctx, cancel := c.queryContext(ctx)
-	t, err := conn.BeginTx(qctx, opts)
-	err = c.queryError(qctx, err)
-	cancel()
-	if err != nil {
+	st := c.startStatement(ctx, conn)
+	t, err := conn.BeginTx(ctx, opts)
+	if err = c.finishStatement(st, err); err != nil {
 		return nil, err
 	}
 	return &tx{tx: t, c: c, pc: pc}, nil
@@ -93,28 +91,25 @@ type tx struct {
 var _ pgx.Tx = (*tx)(nil)
 
 func (t *tx) Begin(ctx context.Context) (pgx.Tx, error) {
-	qctx, cancel := t.c.queryContext(ctx)
-	inner, err := t.tx.Begin(qctx)
-	err = t.c.queryError(qctx, err)
-	cancel()
-	if err != nil {
+	st := t.c.startStatement(ctx, t.tx.Conn())
+	inner, err := t.tx.Begin(ctx)
+	if err = t.c.finishStatement(st, err); err != nil {
 		return nil, err
 	}
 	return &tx{tx: inner, c: t.c}, nil
 }
 
 func (t *tx) Commit(ctx context.Context) error {
-	qctx, cancel := t.c.queryContext(ctx)
-	err := t.c.queryError(qctx, t.tx.Commit(qctx))
-	cancel()
+	st := t.c.startStatement(ctx, t.tx.Conn())
+	err := t.c.finishStatement(st, t.tx.Commit(ctx))
 	t.release()
 	return err
 }
 
 func (t *tx) Rollback(ctx context.Context) error {
-	qctx, cancel := t.c.queryContext(context.WithoutCancel(ctx))
-	err := t.c.queryError(qctx, t.tx.Rollback(qctx))
-	cancel()
+	ctx = context.WithoutCancel(ctx)
+	st := t.c.startStatement(ctx, t.tx.Conn())
+	err := t.c.finishStatement(st, t.tx.Rollback(ctx))
 	t.release()
 	return err
 }
@@ -127,32 +122,31 @@ func (t *tx) release() {
 }
 
 func (t *tx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
-	return t.c.copyFrom(ctx, t.tx, table, columns, src)
+	return t.c.copyFrom(ctx, t.tx.Conn(), t.tx, table, columns, src)
 }
 
 func (t *tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	return t.c.sendBatch(ctx, t.tx, nil, b)
+	return t.c.sendBatch(ctx, t.tx.Conn(), t.tx, nil, b)
 }
 
 func (t *tx) LargeObjects() pgx.LargeObjects { return t.tx.LargeObjects() }
 
 func (t *tx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
-	qctx, cancel := t.c.queryContext(ctx)
-	defer cancel()
-	sd, err := t.tx.Prepare(qctx, name, sql)
-	return sd, t.c.queryError(qctx, err)
+	st := t.c.startStatement(ctx, t.tx.Conn())
+	sd, err := t.tx.Prepare(ctx, name, sql)
+	return sd, t.c.finishStatement(st, err)
 }
 
 func (t *tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	return t.c.exec(ctx, t.tx, sql, args)
+	return t.c.exec(ctx, t.tx.Conn(), t.tx, sql, args)
 }
 
 func (t *tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	return t.c.query(ctx, t.tx, nil, sql, args)
+	return t.c.query(ctx, t.tx.Conn(), t.tx, nil, sql, args)
 }
 
 func (t *tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	return t.c.queryRow(ctx, t.tx, nil, sql, args)
+	return t.c.queryRow(ctx, t.tx.Conn(), t.tx, nil, sql, args)
 }
 
 func (t *tx) Conn() *pgx.Conn { return t.tx.Conn() }

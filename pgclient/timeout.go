@@ -1,0 +1,192 @@
+package pgclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// The client's two timeouts cost no timer per operation on the common path.
+// A context with a deadline per operation costs allocations, a runtime timer
+// and, for statements, pgx's watch of the context: together several percent
+// of a point query (BenchmarkPointQuery).
+//
+//   - Acquire: callers whose context can never be cancelled (such as
+//     context.Background) share one deadline context per slot of time
+//     (acquireDeadlines); others get their own.
+//   - Statements: each connection records when its current statement started
+//     and the supervisor cancels statements past QueryTimeout (scanStatements),
+//     as pgx does for a cancelled context: a cancel request to the server,
+//     and the socket closed if the server has not answered within
+//     CancelGrace.
+
+// acquireDeadlines hands out shared acquire deadlines. A slot lasts
+// slotWidth; every acquisition starting in it gets the deadline
+// start-of-slot + slotWidth + timeout, so it may wait up to slotWidth longer
+// than the timeout, never less.
+type acquireDeadlines struct {
+	timeout   time.Duration
+	slotWidth time.Duration
+	cur       atomic.Pointer[deadlineSlot]
+}
+
+type deadlineSlot struct {
+	start  time.Time
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newAcquireDeadlines(timeout time.Duration) *acquireDeadlines {
+	return &acquireDeadlines{timeout: timeout, slotWidth: min(timeout/100, 10*time.Millisecond)}
+}
+
+// slot returns the deadline slot for an acquisition starting at now.
+func (d *acquireDeadlines) slot(now time.Time) *deadlineSlot {
+	s := d.cur.Load()
+	if s != nil && now.Sub(s.start) < d.slotWidth {
+		return s
+	}
+	ns := &deadlineSlot{start: now}
+	ns.ctx, ns.cancel = context.WithDeadlineCause(context.Background(), now.Add(d.slotWidth+d.timeout), errAcquireTimedOut)
+	if d.cur.CompareAndSwap(s, ns) {
+		return ns
+	}
+	ns.cancel()
+	return d.cur.Load()
+}
+
+// close releases the current slot's timer.
+func (d *acquireDeadlines) close() {
+	if s := d.cur.Swap(nil); s != nil {
+		s.cancel()
+	}
+}
+
+// sharedDeadlineCtx has the values of a context that is never cancelled and
+// the deadline of a shared slot.
+type sharedDeadlineCtx struct {
+	values context.Context
+	slot   *deadlineSlot
+}
+
+func (s *sharedDeadlineCtx) Deadline() (time.Time, bool) { return s.slot.ctx.Deadline() }
+func (s *sharedDeadlineCtx) Done() <-chan struct{}       { return s.slot.ctx.Done() }
+func (s *sharedDeadlineCtx) Err() error                  { return s.slot.ctx.Err() }
+func (s *sharedDeadlineCtx) Value(key any) any           { return s.values.Value(key) }
+
+// AfterFunc lets context.WithCancel and friends on this context hook into the
+// slot instead of starting a goroutine.
+func (s *sharedDeadlineCtx) AfterFunc(f func()) func() bool { return context.AfterFunc(s.slot.ctx, f) }
+
+// acquireContext returns ctx bounded by AcquireTimeout, a function that
+// reports whether that bound (not ctx) ended it, and one that releases it.
+func (c *Client) acquireContext(ctx context.Context, now time.Time) (context.Context, func() bool, func()) {
+	if dl, ok := ctx.Deadline(); ok && dl.Sub(now) <= c.acquireTimeout {
+		return ctx, never, noop
+	}
+	if ctx.Done() == nil {
+		slot := c.deadlines.slot(now)
+		expired := func() bool { return slot.ctx.Err() != nil }
+		if ctx == context.Background() {
+			return slot.ctx, expired, noop
+		}
+		return &sharedDeadlineCtx{values: ctx, slot: slot}, expired, noop
+	}
+	actx, cancel := context.WithDeadlineCause(ctx, now.Add(c.acquireTimeout), errAcquireTimedOut)
+	return actx, func() bool { return errors.Is(context.Cause(actx), errAcquireTimedOut) }, cancel
+}
+
+func never() bool { return false }
+func noop()       {}
+
+// Statement states in connState.stmt besides a start time (> 0).
+const (
+	stmtIdle   int64 = 0
+	stmtFiring int64 = -1
+)
+
+// startStatement records that a statement starts on conn, unless ctx ends
+// before QueryTimeout would (pgx then cancels it on ctx). It returns what
+// finishStatement needs (nil when the client does not time it).
+func (c *Client) startStatement(ctx context.Context, conn *pgx.Conn) *connState {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= c.queryTimeout {
+		return nil
+	}
+	st := stateOf(conn)
+	if st == nil {
+		return nil
+	}
+	st.stmt.Store(max(c.monotonic(), 1))
+	return st
+}
+
+// finishStatement ends the statement started by startStatement and, if the
+// supervisor cancelled it, turns err into a query timeout error (after the
+// cancellation has finished). A cancel that did not visibly end the statement
+// may still be in flight and could hit the connection's next statement, so
+// the connection is then closed when released.
+func (c *Client) finishStatement(st *connState, err error) error {
+	if st == nil || st.stmt.Swap(stmtIdle) != stmtFiring {
+		return err
+	}
+	<-st.cancelDone
+	if !st.pg.IsClosed() {
+		_ = st.pg.Conn().SetDeadline(time.Time{})
+	}
+	if !isQueryCanceled(err) {
+		st.discard = true
+	}
+	if err == nil {
+		return nil
+	}
+	c.stats.queryTimeouts.Add(1)
+	return fmt.Errorf("%w after %s: %w: %w", ErrQueryTimeout, c.queryTimeout, context.DeadlineExceeded, err)
+}
+
+// monotonic is the time since Open on the monotonic clock, in nanoseconds.
+func (c *Client) monotonic() int64 { return int64(time.Since(c.epoch)) }
+
+// scanStatements cancels every statement running longer than QueryTimeout.
+func (c *Client) scanStatements() {
+	now := c.monotonic()
+	limit := int64(c.queryTimeout)
+	c.conns.each(func(st *connState) {
+		start := st.stmt.Load()
+		if start <= 0 || now-start < limit || !st.stmt.CompareAndSwap(start, stmtFiring) {
+			return
+		}
+		if !c.background(func() { c.cancelStatement(st) }) {
+			st.cancelDone <- struct{}{} // closing: nothing to cancel with
+		}
+	})
+}
+
+// cancelStatement asks the server to cancel st's statement. It runs on its
+// own goroutine and touches only what is safe while the holder reads: the
+// socket deadline and a cancel request on a separate connection.
+func (c *Client) cancelStatement(st *connState) {
+	defer func() { st.cancelDone <- struct{}{} }()
+	grace := c.cfg.CancelGrace
+	if grace <= 0 {
+		_ = st.pg.Conn().SetDeadline(time.Now())
+		return
+	}
+	// The deadline is the fallback if the server does not answer the cancel
+	// request: the read then fails and pgx closes the connection.
+	_ = st.pg.Conn().SetDeadline(time.Now().Add(grace))
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	_ = st.pg.CancelRequest(ctx)
+	cancel()
+}
+
+// isQueryCanceled reports whether the server cancelled the statement
+// (SQLSTATE 57014, query_canceled).
+func isQueryCanceled(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "57014"
+}
