@@ -1,0 +1,357 @@
+package pgclient
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// Defaults of BreakerConfig.
+const (
+	DefaultBreakerFailureThreshold = 5
+	DefaultBreakerWindow           = 10 * time.Second
+	DefaultBreakerMinRequests      = 20
+	DefaultBreakerOpenTimeout      = 10 * time.Second
+	DefaultBreakerHalfOpenProbes   = 3
+)
+
+// halfOpenRetryAfter is what RetryAfter says while the breaker is half-open
+// and its probes are all in flight: they finish within a query timeout, but
+// the breaker usually knows much sooner.
+const halfOpenRetryAfter = time.Second
+
+// BreakerConfig configures the circuit breaker around every operation of a
+// Client and around connecting. Only transient errors (see Classify) count as
+// failures; permanent errors count as successes (the server answered) and
+// the caller's cancellations do not count at all.
+type BreakerConfig struct {
+	// FailureThreshold consecutive transient failures open the breaker.
+	// Defaults to 5; negative disables the breaker altogether.
+	FailureThreshold int `yaml:"failure_threshold"`
+
+	// FailureRatio, when positive, also opens the breaker when at least this
+	// share (0 < x ≤ 1) of the operations that finished within the last
+	// Window failed transiently, once at least MinRequests finished. It
+	// catches a database that fails often without ever failing
+	// FailureThreshold times in a row. Defaults to 0: off.
+	FailureRatio float64 `yaml:"failure_ratio"`
+
+	// Window is the rolling window (in ten buckets) for FailureRatio.
+	// Defaults to 10s. Unused when FailureRatio is off.
+	Window time.Duration `yaml:"window"`
+
+	// MinRequests is how many operations must have finished within Window
+	// before FailureRatio applies. Defaults to 20.
+	MinRequests int `yaml:"min_requests"`
+
+	// OpenTimeout is how long the breaker stays open, failing every operation
+	// at once with ErrUnavailable, before it lets probes through. Defaults
+	// to 10s.
+	OpenTimeout time.Duration `yaml:"open_timeout"`
+
+	// HalfOpenProbes is how many operations a half-open breaker lets through
+	// at once; that many successes in a row close it, and one transient
+	// failure opens it again. Defaults to 3.
+	HalfOpenProbes int `yaml:"half_open_probes"`
+}
+
+// WithDefaults returns a copy of b with defaults filling unset fields.
+func (b BreakerConfig) WithDefaults() BreakerConfig {
+	if b.FailureThreshold == 0 {
+		b.FailureThreshold = DefaultBreakerFailureThreshold
+	}
+	if b.Window == 0 {
+		b.Window = DefaultBreakerWindow
+	}
+	if b.MinRequests == 0 {
+		b.MinRequests = DefaultBreakerMinRequests
+	}
+	if b.OpenTimeout == 0 {
+		b.OpenTimeout = DefaultBreakerOpenTimeout
+	}
+	if b.HalfOpenProbes == 0 {
+		b.HalfOpenProbes = DefaultBreakerHalfOpenProbes
+	}
+	return b
+}
+
+// Validate reports every invalid field; field names are prefixed with
+// "breaker.". Call it on the result of WithDefaults.
+func (b BreakerConfig) Validate() error {
+	if b.FailureThreshold < 0 {
+		return nil // disabled: the rest does not matter
+	}
+	var errs []error
+	if b.FailureRatio < 0 || b.FailureRatio > 1 {
+		errs = append(errs, configError("breaker.failure_ratio", b.FailureRatio, "must be in [0, 1] (0: off)"))
+	}
+	if b.Window < 10*time.Millisecond {
+		errs = append(errs, configError("breaker.window", b.Window, "must be at least 10ms"))
+	}
+	if b.MinRequests < 1 {
+		errs = append(errs, configError("breaker.min_requests", b.MinRequests, "must be at least 1"))
+	}
+	if b.OpenTimeout <= 0 {
+		errs = append(errs, configError("breaker.open_timeout", b.OpenTimeout, "must be positive"))
+	}
+	if b.HalfOpenProbes < 1 || b.HalfOpenProbes > 1<<16 {
+		errs = append(errs, configError("breaker.half_open_probes", b.HalfOpenProbes, "must be between 1 and 65536"))
+	}
+	return errors.Join(errs...)
+}
+
+// BreakerState is the state of the circuit breaker. Its numeric value is the
+// one exported in the breaker_state metric.
+type BreakerState int
+
+// Breaker states.
+const (
+	// BreakerClosed lets every operation through.
+	BreakerClosed BreakerState = 0
+	// BreakerHalfOpen lets HalfOpenProbes operations through to find out
+	// whether the database is back.
+	BreakerHalfOpen BreakerState = 1
+	// BreakerOpen fails every operation at once with ErrUnavailable.
+	BreakerOpen BreakerState = 2
+)
+
+// String returns "closed", "half-open" or "open".
+func (s BreakerState) String() string {
+	switch s {
+	case BreakerClosed:
+		return "closed"
+	case BreakerHalfOpen:
+		return "half-open"
+	case BreakerOpen:
+		return "open"
+	}
+	return fmt.Sprintf("BreakerState(%d)", int(s))
+}
+
+func fromGobreaker(s gobreaker.State) BreakerState {
+	switch s {
+	case gobreaker.StateHalfOpen:
+		return BreakerHalfOpen
+	case gobreaker.StateOpen:
+		return BreakerOpen
+	}
+	return BreakerClosed
+}
+
+// ErrUnavailable is wrapped (in an *UnavailableError) by the error of every
+// operation refused by an open circuit breaker: the database failed
+// repeatedly and the client is not sending it anything for a while. Nothing
+// was sent to the server. Answer 503 with the Retry-After that RetryAfter
+// returns; the breaker lets probes through by itself once its open timeout
+// has passed.
+var ErrUnavailable = errors.New("pgclient: database unavailable: the circuit breaker is open after repeated connection failures or timeouts (retry later; pgclient.RetryAfter says when)")
+
+// UnavailableError is the error of an operation refused by the circuit
+// breaker. It matches ErrUnavailable with errors.Is.
+type UnavailableError struct {
+	// State is BreakerOpen, or BreakerHalfOpen when the probes the half-open
+	// breaker allows are all in flight.
+	State BreakerState
+	// Since is when the breaker opened.
+	Since time.Time
+	// RetryAfter is how long until the breaker lets probes through (at least
+	// one millisecond).
+	RetryAfter time.Duration
+	// Cause is the message of the transient failure that opened the breaker.
+	Cause string
+}
+
+func (e *UnavailableError) Error() string {
+	if e.State == BreakerHalfOpen {
+		return fmt.Sprintf("%v: half-open, probes in flight; retry in %s", ErrUnavailable, e.RetryAfter.Round(time.Millisecond))
+	}
+	msg := fmt.Sprintf("%v: open since %s, next probe in %s", ErrUnavailable,
+		e.Since.Format(time.RFC3339), e.RetryAfter.Round(time.Millisecond))
+	if e.Cause != "" {
+		msg += "; last failure: " + e.Cause
+	}
+	return msg
+}
+
+// Unwrap returns ErrUnavailable.
+func (e *UnavailableError) Unwrap() error { return ErrUnavailable }
+
+// RetryAfter returns how long the caller should wait before trying again when
+// err was refused by the circuit breaker (it wraps an *UnavailableError); ok
+// is false for every other error. Services send it as Retry-After, rounded up
+// to whole seconds.
+func RetryAfter(err error) (d time.Duration, ok bool) {
+	var ue *UnavailableError
+	if errors.As(err, &ue) {
+		return ue.RetryAfter, true
+	}
+	return 0, false
+}
+
+// BreakerChange reports a transition of the circuit breaker.
+type BreakerChange struct {
+	// Service is Config.ServiceName.
+	Service string       `json:"service"`
+	From    BreakerState `json:"from"`
+	To      BreakerState `json:"to"`
+	// At is when the transition happened.
+	At time.Time `json:"at"`
+	// Reason is the last transient failure when the breaker opens, and what
+	// closed it otherwise.
+	Reason string `json:"reason"`
+	// RetryAt is when an open breaker lets probes through; zero otherwise.
+	RetryAt time.Time `json:"retry_at,omitzero"`
+}
+
+// BreakerStatus is a snapshot of the circuit breaker, for Health.
+type BreakerStatus struct {
+	State BreakerState `json:"state"`
+	// Since is when the breaker entered State (zero for a breaker that has
+	// always been closed).
+	Since time.Time `json:"since,omitzero"`
+	// RetryAt is when an open breaker lets probes through.
+	RetryAt time.Time `json:"retry_at,omitzero"`
+	// Reason is the failure that opened the breaker, when not closed.
+	Reason string `json:"reason,omitempty"`
+}
+
+// breaker wraps gobreaker's two-step breaker: operations whose outcome is
+// known only later (rows read to the end, a row scanned) report it when it
+// is.
+type breaker struct {
+	cb          *gobreaker.TwoStepCircuitBreaker[struct{}]
+	openTimeout time.Duration
+	service     string
+	notify      func(BreakerChange) // must not block: called under gobreaker's lock
+
+	lastFailure atomic.Pointer[string] // message of the latest transient failure
+
+	mu      sync.Mutex
+	since   time.Time // when the current state began
+	retryAt time.Time // when an open breaker lets probes through
+	reason  string    // why it opened
+
+	transitions [3]atomic.Int64 // by the state entered
+	rejected    atomic.Int64
+}
+
+// newBreaker returns nil when the breaker is disabled. notify receives every
+// transition; it runs under the breaker's lock, so it must only hand the
+// change over (it must not call back into the breaker).
+func newBreaker(cfg BreakerConfig, service string, notify func(BreakerChange)) *breaker {
+	if cfg.FailureThreshold < 0 {
+		return nil
+	}
+	b := &breaker{openTimeout: cfg.OpenTimeout, service: service, notify: notify}
+	threshold := uint32(cfg.FailureThreshold)
+	ratio, minRequests := cfg.FailureRatio, uint32(cfg.MinRequests)
+	st := gobreaker.Settings{
+		Name:        service,
+		MaxRequests: uint32(cfg.HalfOpenProbes),
+		Timeout:     cfg.OpenTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			if c.ConsecutiveFailures >= threshold {
+				return true
+			}
+			finished := c.TotalSuccesses + c.TotalFailures
+			return ratio > 0 && finished >= minRequests && float64(c.TotalFailures) >= ratio*float64(finished)
+		},
+		IsSuccessful:  func(err error) bool { return Classify(err) != ClassTransient },
+		IsExcluded:    func(err error) bool { return Classify(err) == ClassCanceled },
+		OnStateChange: b.onStateChange,
+	}
+	if ratio > 0 {
+		st.Interval = cfg.Window
+		st.BucketPeriod = max(cfg.Window/10, time.Millisecond)
+	}
+	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](st)
+	return b
+}
+
+// allow admits an operation. It returns a function to call exactly once with
+// the operation's outcome, or an *UnavailableError when the breaker refuses
+// it. A nil breaker admits everything.
+func (b *breaker) allow() (done func(error), err error) {
+	if b == nil {
+		return noReport, nil
+	}
+	report, err := b.cb.Allow()
+	if err != nil {
+		b.rejected.Add(1)
+		return nil, b.unavailable(err)
+	}
+	return func(err error) {
+		if err != nil && Classify(err) == ClassTransient {
+			msg := err.Error()
+			b.lastFailure.Store(&msg)
+		}
+		report(err)
+	}, nil
+}
+
+func noReport(error) {}
+
+// unavailable builds the error for a refusal by gobreaker.
+func (b *breaker) unavailable(err error) *UnavailableError {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ue := &UnavailableError{State: BreakerOpen, Since: b.since, Cause: b.reason}
+	if errors.Is(err, gobreaker.ErrTooManyRequests) {
+		ue.State = BreakerHalfOpen
+		ue.RetryAfter = halfOpenRetryAfter
+		return ue
+	}
+	ue.RetryAfter = max(time.Until(b.retryAt), time.Millisecond)
+	return ue
+}
+
+// onStateChange runs under gobreaker's lock.
+func (b *breaker) onStateChange(_ string, from, to gobreaker.State) {
+	now := time.Now()
+	ch := BreakerChange{Service: b.service, From: fromGobreaker(from), To: fromGobreaker(to), At: now}
+	b.mu.Lock()
+	b.since = now
+	switch ch.To {
+	case BreakerOpen:
+		if p := b.lastFailure.Load(); p != nil {
+			b.reason = *p
+		}
+		b.retryAt = now.Add(b.openTimeout)
+		ch.Reason, ch.RetryAt = b.reason, b.retryAt
+		if ch.From == BreakerHalfOpen {
+			ch.Reason = "a probe failed: " + b.reason
+		}
+	case BreakerHalfOpen:
+		ch.Reason = "open timeout passed: letting probes through"
+	case BreakerClosed:
+		ch.Reason = "probes succeeded"
+		b.reason, b.retryAt = "", time.Time{}
+	}
+	b.mu.Unlock()
+	b.transitions[ch.To].Add(1)
+	if b.notify != nil {
+		b.notify(ch)
+	}
+}
+
+// status returns the breaker's state; a nil breaker is always closed.
+func (b *breaker) status() BreakerStatus {
+	if b == nil {
+		return BreakerStatus{State: BreakerClosed}
+	}
+	state := fromGobreaker(b.cb.State()) // may move open → half-open first
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := BreakerStatus{State: state, Since: b.since}
+	if state != BreakerClosed {
+		s.Reason = b.reason
+	}
+	if state == BreakerOpen {
+		s.RetryAt = b.retryAt
+	}
+	return s
+}
