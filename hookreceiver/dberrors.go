@@ -1,11 +1,7 @@
 package hookreceiver
 
 import (
-	"context"
 	"errors"
-	"io"
-	"net"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -37,7 +33,7 @@ func classify(err error) failureClass {
 		return failUnavailable
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
+	if errors.As(err, &pgErr) && len(pgErr.Code) == 5 {
 		switch pgErr.Code[:2] {
 		case "22", // data exception: bad input for a column or jsonb
 			"23", // integrity constraint violation
@@ -50,44 +46,18 @@ func classify(err error) failureClass {
 
 // unavailable reports whether err means that the database is unavailable for
 // now, so that the request should be retried later (503 with Retry-After)
-// rather than split or reported as a fault of the request: the pool had no
-// connection in time, the statement ran out of time, the connection failed or
-// was lost, the server is starting, stopping or out of connections, or the
-// transaction hit a serialization failure or deadlock.
-//
-// It is the one place that decides; when pgclient grows a circuit breaker,
-// its "open" error belongs here too.
+// rather than split or blamed on the request: pgclient classifies it as
+// transient (the circuit breaker is open, the pool had no connection in time,
+// the statement timed out, the connection failed or was lost, the server is
+// starting, stopping or out of connections) or as a transaction to retry
+// (serialization failure, deadlock), or the client is closed (shutting down).
+// It is the one place that decides.
 func unavailable(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, pgclient.ErrPoolExhausted) || errors.Is(err, pgclient.ErrClosed) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
+	switch pgclient.Classify(err) {
+	case pgclient.ClassTransient, pgclient.ClassRetryTx, pgclient.ClassCanceled:
 		return true
 	}
-	var connErr *pgconn.ConnectError
-	if errors.As(err, &connErr) {
-		return true
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) {
-		return true
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch {
-		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
-			strings.HasPrefix(pgErr.Code, "53"),          // insufficient resources
-			strings.HasPrefix(pgErr.Code, "57P"),         // operator intervention: shutdown, crash, starting up
-			pgErr.Code == "40001", pgErr.Code == "40P01", // serialization failure, deadlock
-			pgErr.Code == "55P03", // lock not available
-			pgErr.Code == "57014": // query canceled (statement timeout)
-			return true
-		}
-	}
-	return false
+	return errors.Is(err, pgclient.ErrClosed)
 }
 
 // validationIndex returns the index of the row a *store.ValidationError

@@ -50,7 +50,10 @@ func (r *Receiver) count(source string, status int, start time.Time) {
 func (r *Receiver) handle(w http.ResponseWriter, req *http.Request, src *sourceState) int {
 	fail := func(e *hookError) int {
 		retry := r.retryAfter
-		if e.kind == kindRateLimited {
+		switch {
+		case e.retry > 0:
+			retry = retryAfterSeconds(e.retry)
+		case e.kind == kindRateLimited:
 			retry = src.retryAfter
 		}
 		writeError(w, e, retry)
@@ -67,6 +70,9 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request, src *sourceS
 		// than read the unread body.
 		return fail(errTooLarge)
 	}
+	if d := r.downFor(time.Now()); d > 0 {
+		return fail(&hookError{kind: kindUnavailable, code: CodeUnavailable, msg: errUnavailable.msg, retry: d})
+	}
 	if r.queue.saturated(max(req.ContentLength, 0) + pendingOverhead) {
 		return fail(errQueueFull)
 	}
@@ -75,7 +81,7 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request, src *sourceS
 		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
 			return fail(errTooLarge)
 		}
-		return fail(&hookError{kindInvalid, CodeBodyReadFailed, "could not read the request body: " + err.Error()})
+		return fail(&hookError{kind: kindInvalid, code: CodeBodyReadFailed, msg: "could not read the request body: " + err.Error()})
 	}
 	if err := src.Verify(req.Header, body, time.Now()); err != nil {
 		r.authFailed(req, src, err)
@@ -83,7 +89,7 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request, src *sourceS
 		if code == "" {
 			code = "auth_failed"
 		}
-		return fail(&hookError{kindAuth, code, err.Error()})
+		return fail(&hookError{kind: kindAuth, code: code, msg: err.Error()})
 	}
 	if src.limiter != nil && !src.limiter.Allow() {
 		return fail(errRateLimited)
@@ -94,7 +100,7 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request, src *sourceS
 		if code == "" {
 			code = CodeInvalidJSON
 		}
-		return fail(&hookError{kindInvalid, code, err.Error()})
+		return fail(&hookError{kind: kindInvalid, code: code, msg: err.Error()})
 	}
 	p, herr := r.newPending(ev)
 	if herr != nil {
@@ -119,14 +125,14 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request, src *sourceS
 // newPending turns an extracted event into a queue entry.
 func (r *Receiver) newPending(ev Event) (*pending, *hookError) {
 	if !isJSONObject(ev.Payload) {
-		return nil, &hookError{kindInvalid, CodeNotObject, "the stored payload must be a JSON object"}
+		return nil, &hookError{kind: kindInvalid, code: CodeNotObject, msg: "the stored payload must be a JSON object"}
 	}
 	var meta []byte
 	if len(ev.Metadata) > 0 {
 		var err error
 		if meta, err = json.Marshal(ev.Metadata); err != nil {
 			r.log.Error("hookreceiver: encode metadata", "source", ev.Source, "err", err)
-			return nil, &hookError{kindInternal, CodeInternal, "could not encode the event's metadata"}
+			return nil, &hookError{kind: kindInternal, code: CodeInternal, msg: "could not encode the event's metadata"}
 		}
 	}
 	return &pending{

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,11 @@ type Receiver struct {
 	queue      *queue
 	retryAfter int // seconds
 	handler    http.Handler
+
+	// downUntil is when the database's circuit breaker lets requests
+	// through again (unix nanoseconds); until then requests are answered 503
+	// at once.
+	downUntil atomic.Int64
 
 	notify   chan struct{} // a commit stored new events; capacity 1 coalesces
 	draining chan struct{} // closed by Drain: writers flush and stop
@@ -198,6 +204,23 @@ func (r *Receiver) Drain(ctx context.Context) error {
 	}
 }
 
+// markDown records that the database refuses requests for d (its circuit
+// breaker is open).
+func (r *Receiver) markDown(d time.Duration) {
+	until := time.Now().Add(d).UnixNano()
+	for {
+		cur := r.downUntil.Load()
+		if cur >= until || r.downUntil.CompareAndSwap(cur, until) {
+			return
+		}
+	}
+}
+
+// downFor returns how much longer the database refuses requests, or 0.
+func (r *Receiver) downFor(now time.Time) time.Duration {
+	return max(0, time.Duration(r.downUntil.Load()-now.UnixNano()))
+}
+
 // saturatedShare is the queue fill (by count or bytes) from which Ready
 // reports not ready, so that a load balancer sends webhooks elsewhere before
 // the queue refuses them.
@@ -212,6 +235,9 @@ func (r *Receiver) Ready(context.Context) error {
 		return errors.New("hook receiver not started")
 	case queueClosed:
 		return errors.New("hook receiver draining")
+	}
+	if d := r.downFor(time.Now()); d > 0 {
+		return fmt.Errorf("database unavailable (circuit breaker open) for another %s", d.Round(time.Millisecond))
 	}
 	q := r.queue
 	if n, c := len(q.ch), cap(q.ch); float64(n) >= saturatedShare*float64(c) {

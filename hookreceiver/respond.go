@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -42,6 +43,9 @@ type hookError struct {
 	kind errorKind
 	code string
 	msg  string
+	// retry, when set, is the Retry-After of this answer (the database's
+	// circuit breaker says when it lets requests through again).
+	retry time.Duration
 }
 
 func (e *hookError) Error() string { return e.code + ": " + e.msg }
@@ -67,16 +71,16 @@ const (
 )
 
 var (
-	errUnknownSource = &hookError{kindNotFound, CodeUnknownSource, "no such webhook source: check the URL against the configured sources"}
-	errMethod        = &hookError{kindMethod, CodeMethodNotAllowed, "webhooks are delivered with POST"}
-	errTooLarge      = &hookError{kindTooLarge, CodeBodyTooLarge, "request body is larger than this source accepts"}
-	errMediaType     = &hookError{kindMediaType, CodeUnsupportedType, "Content-Type must be application/json (or a +json type), charset utf-8 if given"}
-	errRateLimited   = &hookError{kindRateLimited, CodeRateLimited, "too many requests for this source: retry after the time in Retry-After"}
-	errQueueFull     = &hookError{kindUnavailable, CodeQueueFull, "the receiver is overloaded: retry after the time in Retry-After"}
-	errUnavailable   = &hookError{kindUnavailable, CodeUnavailable, "the database is unavailable: nothing was stored; retry after the time in Retry-After"}
-	errDatabase      = &hookError{kindUnavailable, CodeDatabaseError, "the database refused the write: nothing was stored; retry after the time in Retry-After"}
-	errShuttingDown  = &hookError{kindUnavailable, CodeShuttingDown, "the receiver is shutting down: nothing was stored; retry after the time in Retry-After"}
-	errNotRunning    = &hookError{kindUnavailable, CodeNotRunning, "the receiver is not running yet: nothing was stored; retry after the time in Retry-After"}
+	errUnknownSource = &hookError{kind: kindNotFound, code: CodeUnknownSource, msg: "no such webhook source: check the URL against the configured sources"}
+	errMethod        = &hookError{kind: kindMethod, code: CodeMethodNotAllowed, msg: "webhooks are delivered with POST"}
+	errTooLarge      = &hookError{kind: kindTooLarge, code: CodeBodyTooLarge, msg: "request body is larger than this source accepts"}
+	errMediaType     = &hookError{kind: kindMediaType, code: CodeUnsupportedType, msg: "Content-Type must be application/json (or a +json type), charset utf-8 if given"}
+	errRateLimited   = &hookError{kind: kindRateLimited, code: CodeRateLimited, msg: "too many requests for this source: retry after the time in Retry-After"}
+	errQueueFull     = &hookError{kind: kindUnavailable, code: CodeQueueFull, msg: "the receiver is overloaded: retry after the time in Retry-After"}
+	errUnavailable   = &hookError{kind: kindUnavailable, code: CodeUnavailable, msg: "the database is unavailable: nothing was stored; retry after the time in Retry-After"}
+	errDatabase      = &hookError{kind: kindUnavailable, code: CodeDatabaseError, msg: "the database refused the write: nothing was stored; retry after the time in Retry-After"}
+	errShuttingDown  = &hookError{kind: kindUnavailable, code: CodeShuttingDown, msg: "the receiver is shutting down: nothing was stored; retry after the time in Retry-After"}
+	errNotRunning    = &hookError{kind: kindUnavailable, code: CodeNotRunning, msg: "the receiver is not running yet: nothing was stored; retry after the time in Retry-After"}
 )
 
 // writeError answers e. Retry-After goes with 429 and 503; retryAfter is

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/omnibridge/omnibridge/pgclient"
 	"github.com/omnibridge/omnibridge/store"
 )
 
@@ -143,7 +144,7 @@ func (w *writer) commit(b []*pending) (down bool) {
 			w.r.metrics.rejectedRows.Inc()
 			w.r.log.Warn("hookreceiver: event refused by the store", "source", b[i].ev.Source,
 				"delivery_id", b[i].ev.DeliveryID, "field", ve.Field, "code", ve.Code, "reason", ve.Reason)
-			w.r.queue.answer(b[i], outcome{err: &hookError{kindInvalid, string(ve.Code), ve.Field + ": " + ve.Reason}})
+			w.r.queue.answer(b[i], outcome{err: &hookError{kind: kindInvalid, code: string(ve.Code), msg: ve.Field + ": " + ve.Reason}})
 			b = slices.Delete(b, i, i+1)
 			continue
 		}
@@ -153,8 +154,8 @@ func (w *writer) commit(b []*pending) (down bool) {
 				w.r.metrics.rejectedRows.Inc()
 				w.r.log.Warn("hookreceiver: event refused by the database", "source", b[0].ev.Source,
 					"delivery_id", b[0].ev.DeliveryID, "err", err)
-				w.r.queue.answer(b[0], outcome{err: &hookError{kindInvalid, CodeRejected,
-					"the database refused this event: " + err.Error()}})
+				w.r.queue.answer(b[0], outcome{err: &hookError{kind: kindInvalid, code: CodeRejected,
+					msg: "the database refused this event: " + err.Error()}})
 				return false
 			}
 			w.r.metrics.batchFailures.WithLabelValues("rows").Inc()
@@ -165,7 +166,14 @@ func (w *writer) commit(b []*pending) (down bool) {
 		case failUnavailable:
 			w.r.metrics.batchFailures.WithLabelValues("unavailable").Inc()
 			w.r.log.Warn("hookreceiver: batch not written: database unavailable", "events", len(b), "err", err)
-			w.failAll(b, errUnavailable)
+			e := errUnavailable
+			if d, open := pgclient.RetryAfter(err); open {
+				// The breaker is open: refuse at once until it lets
+				// requests through again.
+				w.r.markDown(d)
+				e = &hookError{kind: kindUnavailable, code: CodeUnavailable, msg: errUnavailable.msg, retry: d}
+			}
+			w.failAll(b, e)
 			return true
 		default:
 			w.r.metrics.batchFailures.WithLabelValues("database_error").Inc()
