@@ -101,19 +101,23 @@ func parseKeywordValue(s string) (map[string]string, error) {
 				return nil, fmt.Errorf("invalid keyword/value connection string: unterminated quote in %q", key)
 			}
 		} else {
-			end := strings.IndexAny(rest, " \t\n\r\v\f")
-			if end < 0 {
-				end = len(rest)
-			}
-			raw := rest[:end]
-			rest = rest[end:]
-			for i := 0; i < len(raw); i++ {
-				if raw[i] == '\\' && i+1 < len(raw) {
-					i++
+			i := 0
+			for ; i < len(rest) && !isSpace(rest[i]); i++ {
+				if rest[i] == '\\' && i+1 < len(rest) {
+					i++ // an escaped character, space included
 				}
-				val.WriteByte(raw[i])
+				val.WriteByte(rest[i])
 			}
+			rest = rest[i:]
 		}
 		out[key] = val.String()
 	}
+}
+
+func isSpace(b byte) bool {
+	switch b {
+	case ' ', '\t', '\n', '\r', '\v', '\f':
+		return true
+	}
+	return false
 }
