@@ -41,6 +41,7 @@ type API struct {
 	log   *slog.Logger
 	auth  *authenticator
 	m     *metrics
+	cache *resultCache
 	now   func() time.Time
 
 	routes  []route
@@ -87,6 +88,7 @@ func New(cfg Config, d Deps) (*API, error) {
 		audit:   d.Audit,
 		log:     log,
 		auth:    newAuthenticator(cfg.Token),
+		cache:   newResultCache(cfg.CacheTTL),
 		now:     time.Now,
 		openapi: openapiDoc,
 	}

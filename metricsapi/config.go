@@ -32,6 +32,8 @@ const (
 	DefaultSeriesPoints = 60
 	// MaxSeriesPoints is the most buckets one performance series has.
 	MaxSeriesPoints = 1000
+	// DefaultCacheTTL is how long a performance report or series is reused.
+	DefaultCacheTTL = 5 * time.Second
 	// MinTokenLength is the shortest token accepted, in bytes: a token is a
 	// password that cannot be rate limited per user, so it must be long
 	// enough not to be guessed (e.g. `openssl rand -hex 32`).
@@ -79,6 +81,14 @@ type Config struct {
 	// runs out of it answers 503. Defaults to 10s.
 	QueryTimeout time.Duration `yaml:"query_timeout"`
 
+	// CacheTTL is how long a computed performance report or series is
+	// reused for the same parameters. Their cost grows with the rows in the
+	// window, so this bounds the database work to one report per window per
+	// CacheTTL however many dashboards are open; concurrent identical
+	// requests share one computation in any case. A negative value turns the
+	// reuse off. Defaults to 5s.
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+
 	// RefreshInterval is how often the dashboard reloads its data, at least
 	// MinRefreshInterval. Defaults to 10s.
 	RefreshInterval time.Duration `yaml:"refresh_interval"`
@@ -95,6 +105,7 @@ func (c Config) WithDefaults() Config {
 	c.DefaultPageSize = cmp.Or(c.DefaultPageSize, DefaultPageSize)
 	c.MaxPageSize = cmp.Or(c.MaxPageSize, MaxPageSizeLimit)
 	c.QueryTimeout = cmp.Or(c.QueryTimeout, DefaultQueryTimeout)
+	c.CacheTTL = cmp.Or(c.CacheTTL, DefaultCacheTTL)
 	c.RefreshInterval = cmp.Or(c.RefreshInterval, DefaultRefreshInterval)
 	c.SeriesPoints = cmp.Or(c.SeriesPoints, DefaultSeriesPoints)
 	return c
@@ -137,6 +148,9 @@ func (c Config) Validate() error {
 	}
 	if c.QueryTimeout <= 0 {
 		bad("query_timeout", c.QueryTimeout, "must be positive")
+	}
+	if c.CacheTTL > time.Hour {
+		bad("cache_ttl", c.CacheTTL, "must be at most 1h (negative turns the cache off)")
 	}
 	if c.RefreshInterval < MinRefreshInterval {
 		bad("refresh_interval", c.RefreshInterval, "must be at least %s", MinRefreshInterval)

@@ -95,6 +95,17 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, ae.status, ae.body)
 }
 
+// writeRawJSON writes an encoded JSON body with status 200.
+func writeRawJSON(w http.ResponseWriter, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	_, _ = w.Write([]byte{'\n'})
+}
+
 // writeJSON writes v with status. API responses are never cached: they hold
 // security data and change with every refresh.
 func writeJSON(w http.ResponseWriter, status int, v any) {

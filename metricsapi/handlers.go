@@ -3,6 +3,7 @@ package metricsapi
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/omnibridge/omnibridge/store"
@@ -23,13 +24,12 @@ func (a *API) performance(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := a.queryContext(r)
-	defer cancel()
-	rep, err := a.store.PerformanceReport(ctx, window)
+	body, err := a.cache.get(r.Context(), "performance "+window.String(), a.cfg.QueryTimeout,
+		func(ctx context.Context) (any, error) { return a.store.PerformanceReport(ctx, window) })
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, rep)
+	writeRawJSON(w, body)
 	return nil
 }
 
@@ -52,13 +52,12 @@ func (a *API) performanceSeries(w http.ResponseWriter, r *http.Request) error {
 		return paramError("step", "%s makes %d buckets of a %s window, want at most %d (use a longer step)",
 			formatDuration(step), n, formatDuration(window), MaxSeriesPoints)
 	}
-	ctx, cancel := a.queryContext(r)
-	defer cancel()
-	s, err := querySeries(ctx, a.store.DB(), step, n)
+	body, err := a.cache.get(r.Context(), "series "+step.String()+" "+strconv.Itoa(n), a.cfg.QueryTimeout,
+		func(ctx context.Context) (any, error) { return querySeries(ctx, a.store.DB(), step, n) })
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, s)
+	writeRawJSON(w, body)
 	return nil
 }
 

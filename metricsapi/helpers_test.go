@@ -32,11 +32,14 @@ type bundle struct {
 	audit *store.AuditWriter
 	reg   *prometheus.Registry
 	url   string // the server's base URL
+	dbURL string
 }
 
 type setupOptions struct {
 	cfg   metricsapi.Config
 	audit store.AuditWriterConfig
+	dbURL string // an existing database instead of a fresh one
+	log   *slog.Logger
 }
 
 func setup(t testing.TB, opts ...func(*setupOptions)) *bundle {
@@ -47,9 +50,17 @@ func setup(t testing.TB, opts ...func(*setupOptions)) *bundle {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	dbURL := o.dbURL
+	if dbURL == "" {
+		dbURL = testdb.New(t)
+	}
+	log := o.log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	db, err := pgclient.Open(ctx, pgclient.Config{
-		URL: testdb.New(t), ServiceName: "metricsapi-test", MinConns: 1, MaxConns: 8,
-		Logger: slog.New(slog.DiscardHandler),
+		URL: dbURL, ServiceName: "metricsapi-test", MinConns: 1, MaxConns: 8,
+		Logger: log,
 	})
 	require.NoError(t, err)
 	t.Cleanup(db.Close)
@@ -62,13 +73,13 @@ func setup(t testing.TB, opts ...func(*setupOptions)) *bundle {
 		_ = audit.Close(ctx)
 	})
 	reg := prometheus.NewRegistry()
-	api, err := metricsapi.New(o.cfg, metricsapi.Deps{Store: st, Audit: audit, Registerer: reg})
+	api, err := metricsapi.New(o.cfg, metricsapi.Deps{Store: st, Audit: audit, Registerer: reg, Logger: log})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	api.Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &bundle{api: api, store: st, db: db, audit: audit, reg: reg, url: srv.URL}
+	return &bundle{api: api, store: st, db: db, audit: audit, reg: reg, url: srv.URL, dbURL: dbURL}
 }
 
 // response is a finished request.

@@ -43,54 +43,48 @@ type Bucket struct {
 	KafkaPublishSuccessRate *float64 `json:"kafka_publish_success_rate"`
 }
 
-// seriesFirst and seriesLast are the starts of the first and last buckets:
-// buckets are aligned to multiples of the step since the Unix epoch, so that
-// successive refreshes draw the same buckets. They are written out in each
-// WHERE clause (rather than joined from a CTE) so that the planner can prune
-// partitions on them at executor start.
-const (
-	seriesLast  = `date_bin($1::interval, now(), timestamptz 'epoch')`
-	seriesFirst = `(` + seriesLast + ` - ($2::int - 1) * $1::interval)`
-)
+// seriesFirst is the start of the first bucket: buckets are aligned to
+// multiples of the step since the Unix epoch, so that successive refreshes
+// draw the same buckets, and the last one holds now(). It is written out in
+// each WHERE clause (rather than joined from a CTE) so that the planner
+// prunes partitions on it at executor start.
+const seriesFirst = `(date_bin($1::interval, now(), timestamptz 'epoch') - ($2::int - 1) * $1::interval)`
 
-// seriesSQL computes the whole series in one statement, so every bucket comes
-// from one snapshot and one now(). Each part reads only the rows of the
-// window, through the indexes the performance report uses:
-// idx_hook_events_created_at, the BRIN idx_hook_events_processed_at, and
-// idx_event_metrics_created_at.
+// seriesSQL computes the series in one statement, so every bucket comes from
+// one snapshot and one now(): a first row with now() and the first bucket's
+// start, then one row per non-empty bucket of each measure (kind r:
+// received, p: processed, a: attempts). Each part reads only the rows of the
+// window, through the indexes the performance report uses
+// (idx_hook_events_created_at, idx_hook_events_processed_at,
+// idx_event_metrics_created_at). The empty buckets are filled in by the
+// caller: joining a generate_series here made the planner's estimate large
+// enough to switch on JIT compilation, which cost ten times the query itself
+// (BenchmarkEndpoints).
 //
 // It belongs with PerformanceReport in store; it lives here until the store
 // offers it.
 const seriesSQL = `
-WITH recv AS (
-    SELECT date_bin($1::interval, created_at, timestamptz 'epoch') AS start, count(*) AS n
-    FROM omnibridge.hook_events
-    WHERE created_at >= ` + seriesFirst + ` AND created_at <= now()
-    GROUP BY 1
-), proc AS (
-    SELECT date_bin($1::interval, processed_at, timestamptz 'epoch') AS start, count(*) AS n
-    FROM omnibridge.hook_events
-    WHERE status = 'processed' AND processed_at >= ` + seriesFirst + ` AND processed_at <= now()
-    GROUP BY 1
-), att AS (
-    SELECT date_bin($1::interval, created_at, timestamptz 'epoch') AS start,
-           count(*) AS attempts,
-           count(*) FILTER (WHERE NOT kafka_publish_success) AS failed,
-           avg(processing_time_ms) AS avg_ms,
-           max(processing_time_ms) AS max_ms,
-           percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY processing_time_ms) AS pct
-    FROM omnibridge.event_metrics
-    WHERE created_at >= ` + seriesFirst + ` AND created_at <= now()
-    GROUP BY 1
-)
-SELECT now(), b.start, coalesce(recv.n, 0), coalesce(proc.n, 0),
-       coalesce(att.attempts, 0), coalesce(att.failed, 0),
-       att.avg_ms, att.max_ms, att.pct[1], att.pct[2], att.pct[3]
-FROM generate_series(` + seriesFirst + `, ` + seriesLast + `, $1::interval) AS b(start)
-LEFT JOIN recv ON recv.start = b.start
-LEFT JOIN proc ON proc.start = b.start
-LEFT JOIN att ON att.start = b.start
-ORDER BY b.start`
+SELECT '', now(), 0::bigint, 0::bigint, NULL::float8, NULL::float8, NULL::float8[]
+UNION ALL
+SELECT 'f', ` + seriesFirst + `, 0, 0, NULL, NULL, NULL
+UNION ALL
+SELECT 'r', date_bin($1::interval, created_at, timestamptz 'epoch'), count(*), 0, NULL, NULL, NULL
+FROM omnibridge.hook_events
+WHERE created_at >= ` + seriesFirst + ` AND created_at <= now()
+GROUP BY 2
+UNION ALL
+SELECT 'p', date_bin($1::interval, processed_at, timestamptz 'epoch'), count(*), 0, NULL, NULL, NULL
+FROM omnibridge.hook_events
+WHERE status = 'processed' AND processed_at >= ` + seriesFirst + ` AND processed_at <= now()
+GROUP BY 2
+UNION ALL
+SELECT 'a', date_bin($1::interval, created_at, timestamptz 'epoch'), count(*),
+       count(*) FILTER (WHERE NOT kafka_publish_success),
+       avg(processing_time_ms), max(processing_time_ms),
+       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY processing_time_ms)
+FROM omnibridge.event_metrics
+WHERE created_at >= ` + seriesFirst + ` AND created_at <= now()
+GROUP BY 2`
 
 // querySeries reads n buckets of step, ending with the bucket that holds
 // the database's now().
@@ -99,33 +93,54 @@ func querySeries(ctx context.Context, db store.DB, step time.Duration, n int) (S
 	if err != nil {
 		return Series{}, fmt.Errorf("metricsapi: performance series: %w", err)
 	}
-	var now time.Time
-	buckets, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Bucket, error) {
-		var (
-			b             Bucket
-			avgMS, maxMS  *float64
-			p50, p95, p99 *float64
-		)
-		err := row.Scan(&now, &b.Start, &b.Received, &b.Processed, &b.Attempts, &b.FailedAttempts,
-			&avgMS, &maxMS, &p50, &p95, &p99)
-		if err != nil {
-			return Bucket{}, err
-		}
-		if b.Attempts > 0 {
-			b.ProcessingTime = &store.ProcessingTimeStats{
-				Avg: deref(avgMS), Max: deref(maxMS), P50: deref(p50), P95: deref(p95), P99: deref(p99),
-			}
-			rate := float64(b.Attempts-b.FailedAttempts) / float64(b.Attempts)
-			b.KafkaPublishSuccessRate = &rate
-		}
-		return b, nil
+	type part struct {
+		kind        string
+		at          time.Time
+		count, fail int64
+		avg, max    *float64
+		pct         []float64
+	}
+	parts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (part, error) {
+		var p part
+		err := row.Scan(&p.kind, &p.at, &p.count, &p.fail, &p.avg, &p.max, &p.pct)
+		return p, err
 	})
 	if err != nil {
 		return Series{}, fmt.Errorf("metricsapi: performance series: %w", err)
 	}
-	s := Series{To: now, StepSeconds: step.Seconds(), Buckets: nonNil(buckets)}
-	if len(buckets) > 0 {
-		s.From = buckets[0].Start
+	s := Series{StepSeconds: step.Seconds(), Buckets: make([]Bucket, n)}
+	for _, p := range parts {
+		switch p.kind {
+		case "":
+			s.To = p.at
+		case "f":
+			s.From = p.at
+		}
+	}
+	for i := range s.Buckets {
+		s.Buckets[i].Start = s.From.Add(time.Duration(i) * step)
+	}
+	for _, p := range parts {
+		i := int(p.at.Sub(s.From) / step)
+		if p.kind == "" || p.kind == "f" || i < 0 || i >= n {
+			continue
+		}
+		b := &s.Buckets[i]
+		switch p.kind {
+		case "r":
+			b.Received = p.count
+		case "p":
+			b.Processed = p.count
+		case "a":
+			b.Attempts, b.FailedAttempts = p.count, p.fail
+			if p.count > 0 && len(p.pct) == 3 {
+				b.ProcessingTime = &store.ProcessingTimeStats{
+					Avg: deref(p.avg), Max: deref(p.max), P50: p.pct[0], P95: p.pct[1], P99: p.pct[2],
+				}
+				rate := float64(p.count-p.fail) / float64(p.count)
+				b.KafkaPublishSuccessRate = &rate
+			}
+		}
 	}
 	return s, nil
 }
