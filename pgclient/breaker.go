@@ -222,11 +222,24 @@ type BreakerStatus struct {
 // breaker wraps gobreaker's two-step breaker: operations whose outcome is
 // known only later (rows read to the end, a row scanned) report it when it
 // is.
+//
+// Fast path: while the breaker is closed and has counted no failure since
+// the last success ("clean"), a success changes nothing in consecutive-
+// failure mode, so operations skip gobreaker (its mutex, two clock reads and
+// two allocations) and only a transient failure goes through it. An
+// operation admitted while clean that succeeds after another one failed does
+// not reset the failure count: under concurrency the breaker may open a
+// little early, never late. With FailureRatio on, every outcome counts and
+// there is no fast path.
 type breaker struct {
 	cb          *gobreaker.TwoStepCircuitBreaker[struct{}]
 	openTimeout time.Duration
 	service     string
 	notify      func(BreakerChange) // must not block: called under gobreaker's lock
+
+	fast     bool        // the fast path is allowed (FailureRatio off)
+	clean    atomic.Bool // closed, no failure counted since the last success
+	fastDone func(error)
 
 	lastFailure atomic.Pointer[string] // message of the latest transient failure
 
@@ -269,6 +282,9 @@ func newBreaker(cfg BreakerConfig, service string, notify func(BreakerChange)) *
 		st.BucketPeriod = max(cfg.Window/10, time.Millisecond)
 	}
 	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](st)
+	b.fast = ratio <= 0
+	b.clean.Store(b.fast)
+	b.fastDone = b.reportFast
 	return b
 }
 
@@ -279,18 +295,48 @@ func (b *breaker) allow() (done func(error), err error) {
 	if b == nil {
 		return noReport, nil
 	}
+	if b.clean.Load() {
+		return b.fastDone, nil
+	}
 	report, err := b.cb.Allow()
 	if err != nil {
 		b.rejected.Add(1)
 		return nil, b.unavailable(err)
 	}
 	return func(err error) {
-		if err != nil && Classify(err) == ClassTransient {
-			msg := err.Error()
-			b.lastFailure.Store(&msg)
+		transient := err != nil && Classify(err) == ClassTransient
+		if transient {
+			b.noteFailure(err)
 		}
 		report(err)
+		if b.fast && !transient && Classify(err) != ClassCanceled && b.cb.State() == gobreaker.StateClosed {
+			b.clean.Store(true)
+		}
 	}, nil
+}
+
+// reportFast is the outcome report of an operation admitted on the fast
+// path: only a transient failure is passed on, as one failed request, unless
+// the breaker has left the closed state since (the outcome is stale then).
+func (b *breaker) reportFast(err error) {
+	if err == nil || Classify(err) != ClassTransient {
+		return
+	}
+	b.clean.Store(false)
+	if b.cb.State() != gobreaker.StateClosed {
+		return
+	}
+	report, aerr := b.cb.Allow()
+	if aerr != nil {
+		return
+	}
+	b.noteFailure(err)
+	report(err)
+}
+
+func (b *breaker) noteFailure(err error) {
+	msg := err.Error()
+	b.lastFailure.Store(&msg)
 }
 
 func noReport(error) {}
@@ -313,6 +359,7 @@ func (b *breaker) unavailable(err error) *UnavailableError {
 func (b *breaker) onStateChange(_ string, from, to gobreaker.State) {
 	now := time.Now()
 	ch := BreakerChange{Service: b.service, From: fromGobreaker(from), To: fromGobreaker(to), At: now}
+	b.clean.Store(b.fast && ch.To == BreakerClosed)
 	b.mu.Lock()
 	b.since = now
 	switch ch.To {
