@@ -39,6 +39,8 @@ type DrainConfig struct {
 	// IngestRate is the ingest rate of `bench ingest` on the same machine,
 	// in events per second, for DrainResult.Ratio. Zero leaves Ratio 0.
 	IngestRate float64
+	// NoStoreBaseline skips the store-only drain (DrainResult.StoreRate).
+	NoStoreBaseline bool
 	// LatencyRate is the steady ingest rate, in events per second, at which
 	// the end-to-end latency is measured (the issue asks for half the
 	// maximum ingest load). Zero skips the latency measurement.
@@ -81,6 +83,12 @@ type DrainResult struct {
 	// IngestRate (0 without one). The target is at least 1.2.
 	IngestRate float64 `json:"ingest_rate"`
 	Ratio      float64 `json:"ratio"`
+	// StoreRate is the events per second of a bare store.Claim +
+	// store.Complete loop (no Kafka, one worker, the same batch size) on an
+	// identical backlog in the same run: the database's share of the work,
+	// which bounds Rate. StoreRatio is Rate ÷ StoreRate. Both 0 when skipped.
+	StoreRate  float64 `json:"store_rate"`
+	StoreRatio float64 `json:"store_ratio"`
 	// BatchSize is the coordinator's batch size.
 	BatchSize int `json:"batch_size"`
 	// Latency is the end-to-end latency at a steady ingest rate; nil when
@@ -104,8 +112,10 @@ type DrainLatency struct {
 
 // Drain measures the WorkflowCoordinator on the migrated database at dbURL,
 // through pgclient and the production Kafka producer, against an in-process
-// Kafka broker: first how fast it drains a backlog of n pending events
-// (about 500 bytes each, stored beforehand with the bulk COPY path), then,
+// Kafka broker: first how fast a bare store.Claim + store.Complete loop
+// drains a backlog of n pending events (about 500 bytes each, stored
+// beforehand with the bulk COPY path), the database's share of the work;
+// then how fast the coordinator drains the same backlog; then,
 // if cfg.LatencyRate is set, the end-to-end latency while events are
 // ingested at that steady rate (each batch NOTIFYing, as the HookReceiver
 // does).
@@ -130,9 +140,6 @@ func Drain(ctx context.Context, dbURL string, n int, cfg DrainConfig) (DrainResu
 	if nonEmpty {
 		return DrainResult{}, errors.New("bench drain: omnibridge.hook_events is not empty; the benchmark truncates it, so point it at a scratch database")
 	}
-	defer func() {
-		_, _ = db.Exec(context.WithoutCancel(ctx), `TRUNCATE omnibridge.hook_events, omnibridge.hook_event_deliveries, omnibridge.event_metrics`)
-	}()
 
 	broker, err := kafka.StartBroker(kafka.WithPartitions(cfg.Partitions))
 	if err != nil {
@@ -148,6 +155,14 @@ func Drain(ctx context.Context, dbURL string, n int, cfg DrainConfig) (DrainResu
 	defer producer.Close()
 
 	r := &drainRun{cfg: cfg, db: db, st: store.New(db), pub: &ackRecorder{Publisher: producer}}
+	defer func() { _ = r.truncate(context.WithoutCancel(ctx)) }()
+	var storeRate float64
+	if !cfg.NoStoreBaseline {
+		cfg.Progress(fmt.Sprintf("store-only claim + complete of %d events", n))
+		if storeRate, err = r.storeBaseline(ctx, n); err != nil {
+			return DrainResult{}, err
+		}
+	}
 	cfg.Progress(fmt.Sprintf("storing %d pending events", n))
 	if err := r.seed(ctx, n); err != nil {
 		return DrainResult{}, err
@@ -181,6 +196,9 @@ func Drain(ctx context.Context, dbURL string, n int, cfg DrainConfig) (DrainResu
 	}
 	if cfg.IngestRate > 0 {
 		res.Ratio = res.Rate / cfg.IngestRate
+	}
+	if storeRate > 0 {
+		res.StoreRate, res.StoreRatio = storeRate, res.Rate/storeRate
 	}
 	if cfg.LatencyRate > 0 {
 		cfg.Progress(fmt.Sprintf("end-to-end latency at %.0f events/s for %s", cfg.LatencyRate, cfg.LatencyDuration))
@@ -229,6 +247,50 @@ func (r *drainRun) seed(ctx context.Context, n int) error {
 	}
 	if _, err := r.db.Exec(ctx, `ANALYZE omnibridge.hook_events`); err != nil {
 		return fmt.Errorf("bench drain: analyze: %w", err)
+	}
+	return nil
+}
+
+// storeBaseline drains n seeded events with a bare Claim + Complete loop and
+// returns its rate, leaving the event tables empty.
+func (r *drainRun) storeBaseline(ctx context.Context, n int) (float64, error) {
+	if err := r.seed(ctx, n); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	done := 0
+	for {
+		events, claimID, err := r.st.Claim(ctx, r.cfg.Coordinator.BatchSize)
+		if err != nil {
+			return 0, fmt.Errorf("bench drain: store baseline: %w", err)
+		}
+		if len(events) == 0 {
+			break
+		}
+		completions := make([]store.Completion, len(events))
+		for i, e := range events {
+			completions[i] = store.Completion{ID: e.ID, CreatedAt: e.CreatedAt, ProcessingTimeMS: 1}
+		}
+		k, err := r.st.Complete(ctx, claimID, completions)
+		if err != nil {
+			return 0, fmt.Errorf("bench drain: store baseline: %w", err)
+		}
+		done += k
+	}
+	took := time.Since(start)
+	if done != n {
+		return 0, fmt.Errorf("bench drain: store baseline completed %d events of %d", done, n)
+	}
+	if err := r.truncate(ctx); err != nil {
+		return 0, err
+	}
+	return float64(n) / took.Seconds(), nil
+}
+
+func (r *drainRun) truncate(ctx context.Context) error {
+	_, err := r.db.Exec(ctx, `TRUNCATE omnibridge.hook_events, omnibridge.hook_event_deliveries, omnibridge.event_metrics`)
+	if err != nil {
+		return fmt.Errorf("bench drain: truncate: %w", err)
 	}
 	return nil
 }

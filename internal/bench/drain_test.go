@@ -36,11 +36,15 @@ func TestDrainSmokeRun(t *testing.T) {
 	require.Greater(t, res.Latency.P50Ms, 0.0)
 	require.GreaterOrEqual(t, res.Latency.P99Ms, res.Latency.P50Ms)
 	require.GreaterOrEqual(t, res.Latency.MaxMs, res.Latency.P99Ms)
-	require.Len(t, steps, 3)
+	require.Greater(t, res.StoreRate, 0.0)
+	require.InDelta(t, res.Rate/res.StoreRate, res.StoreRatio, 1e-9)
+	require.Len(t, steps, 4)
 
 	// The tables are emptied again, so the database can be reused.
-	_, err = bench.Drain(ctx, url, 10, bench.DrainConfig{})
+	res, err = bench.Drain(ctx, url, 10, bench.DrainConfig{NoStoreBaseline: true})
 	require.NoError(t, err)
+	require.Zero(t, res.StoreRate)
+	require.Nil(t, res.Latency)
 }
 
 func TestDrainRefusesBadInput(t *testing.T) {
