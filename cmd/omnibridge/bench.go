@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/omnibridge/omnibridge/config"
 	"github.com/omnibridge/omnibridge/internal/app"
 	"github.com/omnibridge/omnibridge/internal/bench"
 )
@@ -20,7 +23,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 			"needs CREATEDB), else on a temporary embedded PostgreSQL. --json prints one JSON object\n" +
 			"with our rate, the baseline's rate and their ratio.",
 	}
-	cmd.AddCommand(newBenchBulkCmd(g))
+	cmd.AddCommand(newBenchPoolCmd(g), newBenchBulkCmd(g), newBenchIngestCmd(g), newBenchDrainCmd(g))
 	return cmd
 }
 
@@ -72,4 +75,141 @@ func printBulk(out io.Writer, rep bench.BulkReport) {
 	}
 	_ = w.Flush()
 	fmt.Fprintf(out, "\ninsert one:      %+v\nclaim+complete:  %+v\n", rep.InsertOne, rep.ClaimComplete)
+}
+
+// benchLoad loads the configuration and the logger of a bench command.
+func (g *globals) benchLoad() (config.Config, *slog.Logger, error) {
+	cfg, err := g.load()
+	if err != nil {
+		return cfg, nil, err
+	}
+	return cfg, app.NewLogger(os.Stderr, cfg.Log), nil
+}
+
+func progress(asJSON bool, name string) func(string) {
+	if asJSON {
+		return nil
+	}
+	return func(step string) { fmt.Fprintf(os.Stderr, "bench %s: %s…\n", name, step) }
+}
+
+func newBenchPoolCmd(g *globals) *cobra.Command {
+	var (
+		asJSON   bool
+		workers  int
+		duration time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "pool",
+		Short: "Point queries through pgclient vs bare pgxpool, 32 concurrent workers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := g.benchLoad()
+			if err != nil {
+				return err
+			}
+			res, err := app.BenchPool(cmd.Context(), cfg, log, workers, duration)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pgclient %.0f queries/s, bare pgxpool %.0f queries/s: ratio %.3f (%d workers, %d rounds)\n",
+				res.Rate, res.BaselineRate, res.Ratio, res.Workers, res.Rounds)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	cmd.Flags().IntVar(&workers, "workers", 32, "concurrent workers")
+	cmd.Flags().DurationVar(&duration, "duration", 10*time.Second, "measuring time of each side")
+	return cmd
+}
+
+func ingestFlags(cmd *cobra.Command, o *bench.IngestOptions) {
+	cmd.Flags().IntVar(&o.Concurrency, "concurrency", 64, "concurrent senders")
+	cmd.Flags().DurationVar(&o.Duration, "duration", 10*time.Second, "measuring time of each server")
+	cmd.Flags().IntVar(&o.Count, "count", 0, "measure over this many acknowledged webhooks instead of --duration")
+	cmd.Flags().IntVar(&o.BodySize, "body-size", 500, "webhook body size in bytes")
+}
+
+func newBenchIngestCmd(g *globals) *cobra.Command {
+	var (
+		asJSON bool
+		o      bench.IngestOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "ingest",
+		Short: "HookReceiver acknowledged events/s vs a naive one-INSERT-per-request server, 64 concurrent",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := g.benchLoad()
+			if err != nil {
+				return err
+			}
+			o.Progress = progress(asJSON, "ingest")
+			res, err := app.BenchIngest(cmd.Context(), cfg, log, o)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "receiver: %s\nnaive:    %s\nratio %.2f×\n", res.Ours, res.Baseline, res.Ratio)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	ingestFlags(cmd, &o)
+	return cmd
+}
+
+func newBenchDrainCmd(g *globals) *cobra.Command {
+	var (
+		asJSON     bool
+		events     int
+		ingestRate float64
+		io         bench.IngestOptions
+		latencyFor time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "drain",
+		Short: "WorkflowCoordinator events/s from table to Kafka vs the ingest rate; end-to-end latency at half load",
+		Long: "drain first measures the HookReceiver's ingest rate (as bench ingest does) unless\n" +
+			"--ingest-rate is given, then drains --events pending events through the coordinator to\n" +
+			"the in-process Kafka, and measures end-to-end latency at half the ingest rate.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := g.benchLoad()
+			if err != nil {
+				return err
+			}
+			io.Progress = progress(asJSON, "drain")
+			dc := bench.DrainConfig{Progress: progress(asJSON, "drain"), LatencyDuration: latencyFor}
+			rep, err := app.BenchDrain(cmd.Context(), cfg, log, events, ingestRate, io, dc)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), rep)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "drain: %d events in %.1fs = %.0f events/s; ingest %.0f events/s; ratio %.2f×\n",
+				rep.Events, rep.Seconds, rep.Rate, rep.IngestRate, rep.Ratio)
+			if rep.StoreRate > 0 {
+				fmt.Fprintf(out, "store-only claim+complete: %.0f events/s (coordinator at %.2f× of it)\n", rep.StoreRate, rep.StoreRatio)
+			}
+			if l := rep.Latency; l != nil {
+				fmt.Fprintf(out, "end-to-end latency at %.0f events/s: %+v\n", rep.IngestRate/2, *l)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	cmd.Flags().IntVar(&events, "events", 100_000, "pending events to drain")
+	cmd.Flags().Float64Var(&ingestRate, "ingest-rate", 0, "compare with this ingest rate (events/s) instead of measuring it")
+	cmd.Flags().DurationVar(&latencyFor, "latency-duration", 10*time.Second, "how long to ingest at half load for the latency figures")
+	ingestFlags(cmd, &io)
+	return cmd
 }

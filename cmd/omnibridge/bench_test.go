@@ -31,3 +31,42 @@ func TestBenchBulkSmoke(t *testing.T) {
 		require.InDelta(t, s.Rate/s.BaselineRate, s.Ratio, 1e-9)
 	}
 }
+
+// ratioOf decodes the JSON of a bench command and checks its ratio is ours ÷
+// baseline.
+func ratioOf(t *testing.T, out string) {
+	t.Helper()
+	var r struct {
+		Rate         float64 `json:"rate"`
+		BaselineRate float64 `json:"baseline_rate"`
+		IngestRate   float64 `json:"ingest_rate"`
+		Ratio        float64 `json:"ratio"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &r), out)
+	require.Positive(t, r.Rate)
+	base := r.BaselineRate
+	if base == 0 {
+		base = r.IngestRate
+	}
+	require.Positive(t, base)
+	require.Positive(t, r.Ratio)
+}
+
+func TestBenchPoolSmoke(t *testing.T) {
+	out, err := run(t, "bench", "pool", "--workers", "4", "--duration", "300ms", "--json", "--database-url", testdb.AdminURL(t))
+	require.NoError(t, err)
+	ratioOf(t, out)
+}
+
+func TestBenchIngestSmoke(t *testing.T) {
+	out, err := run(t, "bench", "ingest", "--concurrency", "8", "--count", "300", "--json", "--database-url", testdb.AdminURL(t))
+	require.NoError(t, err)
+	ratioOf(t, out)
+}
+
+func TestBenchDrainSmoke(t *testing.T) {
+	out, err := run(t, "bench", "drain", "--events", "500", "--ingest-rate", "1000", "--latency-duration", "2s",
+		"--json", "--database-url", testdb.AdminURL(t))
+	require.NoError(t, err)
+	ratioOf(t, out)
+}

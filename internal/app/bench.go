@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -117,4 +118,65 @@ func BenchBulk(ctx context.Context, cfg config.Config, log *slog.Logger, bc benc
 	defer client.Close()
 	bc.Ours = client
 	return bench.Bulk(ctx, pool, bc)
+}
+
+// BenchPool runs `omnibridge bench pool`: point queries through pgclient vs a
+// bare pgxpool of the same size, from the same workers, in one run.
+func BenchPool(ctx context.Context, cfg config.Config, log *slog.Logger, workers int, d time.Duration) (pgclient.PoolBenchResult, error) {
+	db, err := OpenBenchDB(ctx, cfg, log)
+	if err != nil {
+		return pgclient.PoolBenchResult{}, err
+	}
+	defer db.Close()
+	dbc := cfg.Database
+	dbc.URL = db.URL
+	dbc.ServiceName = "omnibridge_bench"
+	dbc.Logger = log
+	return pgclient.BenchPool(ctx, dbc, workers, d)
+}
+
+// BenchIngest runs `omnibridge bench ingest`: the HookReceiver vs a naive
+// one-INSERT-per-request server, in one run.
+func BenchIngest(ctx context.Context, cfg config.Config, log *slog.Logger, o bench.IngestOptions) (bench.IngestResult, error) {
+	db, err := OpenBenchDB(ctx, cfg, log)
+	if err != nil {
+		return bench.IngestResult{}, err
+	}
+	defer db.Close()
+	return bench.Ingest(ctx, db.URL, o)
+}
+
+// DrainReport is `omnibridge bench drain`: the ingest rate it is compared with
+// (measured in the same run unless given) and the drain.
+type DrainReport struct {
+	Ingest *bench.IngestResult `json:"ingest,omitempty"`
+	bench.DrainResult
+}
+
+// BenchDrain runs `omnibridge bench drain`: n pending events through the
+// WorkflowCoordinator to the in-process Kafka, compared with the ingest rate of
+// the HookReceiver on the same machine (measured first when ingestRate is 0),
+// and end-to-end latency at half that rate.
+func BenchDrain(ctx context.Context, cfg config.Config, log *slog.Logger, n int, ingestRate float64, io bench.IngestOptions, dc bench.DrainConfig) (DrainReport, error) {
+	var rep DrainReport
+	if ingestRate <= 0 {
+		ir, err := BenchIngest(ctx, cfg, log, io)
+		if err != nil {
+			return rep, fmt.Errorf("measure the ingest rate: %w", err)
+		}
+		rep.Ingest = &ir
+		ingestRate = ir.Rate
+	}
+	db, err := OpenBenchDB(ctx, cfg, log)
+	if err != nil {
+		return rep, err
+	}
+	defer db.Close()
+	dc.IngestRate = ingestRate
+	if dc.LatencyRate == 0 {
+		dc.LatencyRate = ingestRate / 2
+	}
+	res, err := bench.Drain(ctx, db.URL, n, dc)
+	rep.DrainResult = res
+	return rep, err
 }
