@@ -53,6 +53,8 @@ func newRootCmd() *cobra.Command {
 		newSessionsCmd(g),
 		newBenchCmd(g),
 		newServeCmd(g),
+		newHealthCmd(g),
+		newStatsCmd(g),
 	)
 	return root
 }

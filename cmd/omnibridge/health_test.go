@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/omnibridge/omnibridge/internal/testdb"
+	"github.com/omnibridge/omnibridge/kafka"
+	"github.com/omnibridge/omnibridge/store"
+)
+
+type healthOut struct {
+	Status     string `json:"status"`
+	Components []struct {
+		Name   string `json:"name"`
+		Status string `json:"status"`
+		Detail string `json:"detail"`
+	} `json:"components"`
+}
+
+func health(t *testing.T, args ...string) (healthOut, int) {
+	t.Helper()
+	out, err := run(t, append([]string{"health", "--json"}, args...)...)
+	code := 0
+	if err != nil {
+		ec, ok := err.(exitCodeError)
+		require.True(t, ok, "unexpected error: %v", err)
+		code = ec.code
+	}
+	var h healthOut
+	require.NoError(t, json.Unmarshal([]byte(out), &h), out)
+	return h, code
+}
+
+func component(t *testing.T, h healthOut, name string) string {
+	t.Helper()
+	for _, c := range h.Components {
+		if c.Name == name {
+			return c.Status
+		}
+	}
+	t.Fatalf("no component %q in %+v", name, h)
+	return ""
+}
+
+func TestHealthExitCodes(t *testing.T) {
+	dbURL := testdb.New(t)
+	broker, err := kafka.StartBroker()
+	require.NoError(t, err)
+	defer broker.Close()
+	t.Setenv("OMNIBRIDGE_KAFKA_BROKERS", broker.Addrs()[0])
+
+	// Retention never ran: degraded.
+	h, code := health(t, "--database-url", dbURL)
+	require.Equal(t, 1, code)
+	require.Equal(t, "degraded", h.Status)
+	require.Equal(t, "degraded", component(t, h, "maintenance"))
+	require.Equal(t, "healthy", component(t, h, "kafka"))
+	require.Equal(t, "healthy", component(t, h, "migrations"))
+
+	_, err = run(t, "cleanup", "--database-url", dbURL)
+	require.NoError(t, err)
+	h, code = health(t, "--database-url", dbURL)
+	require.Equal(t, 0, code, "%+v", h)
+	require.Equal(t, "healthy", h.Status)
+
+	// An event pending for two hours: unhealthy.
+	st := openStore(t, dbURL)
+	_, err = st.ImportNDJSON(context.Background(), strings.NewReader(
+		`{"source":"s","action":"a","resource":"r","resource_id":"1","payload":{},"created_at":"`+
+			time.Now().Add(-2*time.Hour).UTC().Format(time.RFC3339)+`"}`), store.ImportOptions{})
+	require.NoError(t, err)
+	h, code = health(t, "--database-url", dbURL)
+	require.Equal(t, 2, code)
+	require.Equal(t, "unhealthy", component(t, h, "backlog"))
+}
+
+func TestHealthUnreachableAndBehind(t *testing.T) {
+	u, err := url.Parse(testdb.New(t))
+	require.NoError(t, err)
+	u.Host = "127.0.0.1:1"
+	q := u.Query()
+	q.Set("connect_timeout", "2")
+	u.RawQuery = q.Encode()
+	h, code := health(t, "--database-url", u.String())
+	require.Equal(t, 2, code)
+	require.Equal(t, "unhealthy", component(t, h, "database"))
+
+	h, code = health(t, "--database-url", testdb.NewEmpty(t))
+	require.Equal(t, 2, code)
+	require.Equal(t, "unhealthy", component(t, h, "migrations"))
+}
+
+func TestStats(t *testing.T) {
+	dbURL := testdb.New(t)
+	out, err := run(t, "stats", "--json", "--database-url", dbURL)
+	require.NoError(t, err)
+	var s struct {
+		Performance map[string]any `json:"performance"`
+		Pools       []any          `json:"pools"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &s), out)
+	require.Contains(t, s.Performance, "backlog")
+	out, err = run(t, "stats", "--database-url", dbURL)
+	require.NoError(t, err)
+	require.Contains(t, out, "backlog: 0")
+	require.Contains(t, out, "SERVICE")
+}
+
