@@ -112,4 +112,3 @@ func TestStats(t *testing.T) {
 	require.Contains(t, out, "backlog: 0")
 	require.Contains(t, out, "SERVICE")
 }
-
