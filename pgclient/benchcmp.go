@@ -3,6 +3,7 @@ package pgclient
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,21 +16,24 @@ import (
 type PoolBenchResult struct {
 	Workers int `json:"workers"`
 	// Rate and BaselineRate are queries per second through pgclient and
-	// through the bare pgxpool.
+	// through the bare pgxpool: the median over the rounds.
 	Rate         float64 `json:"rate"`
 	BaselineRate float64 `json:"baseline_rate"`
-	// Ratio is Rate ÷ BaselineRate.
+	// Ratio is the median over the rounds of pgclient's rate ÷ the bare
+	// pool's rate in the round next to it: robust against load from
+	// elsewhere on the machine, which comes and goes between rounds.
 	Ratio float64 `json:"ratio"`
-	// Queries and BaselineQueries are the totals behind the rates.
+	// Queries and BaselineQueries are the totals; Rounds and RoundSeconds say
+	// how they were run.
 	Queries         int64   `json:"queries"`
 	BaselineQueries int64   `json:"baseline_queries"`
-	Seconds         float64 `json:"seconds_each"`
+	Rounds          int     `json:"rounds"`
+	RoundSeconds    float64 `json:"round_seconds"`
 }
 
 // BenchPool runs `SELECT $1::int` from workers goroutines through a Client
 // opened with cfg and through a bare pgxpool on the same URL and pool size,
-// for about duration each. The two alternate in short rounds (A B B A …) so
-// that load from elsewhere on the machine falls on both alike.
+// for about duration each, in alternating rounds of 250ms (A B, B A, …).
 func BenchPool(ctx context.Context, cfg Config, workers int, duration time.Duration) (PoolBenchResult, error) {
 	res := PoolBenchResult{Workers: workers}
 	if workers < 1 || duration <= 0 {
@@ -57,35 +61,51 @@ func BenchPool(ctx context.Context, cfg Config, workers int, duration time.Durat
 	theirs := func(ctx context.Context, i int) (n int, err error) {
 		return n, bare.QueryRow(ctx, "SELECT $1::int", i).Scan(&n)
 	}
-	rounds := max(int(duration/(200*time.Millisecond)), 1)
-	slice := duration / time.Duration(rounds)
-	if _, err := benchRound(ctx, theirs, workers, slice/4); err != nil { // warm both up
-		return res, err
+	const round = 250 * time.Millisecond
+	res.Rounds = max(int(duration/round), 1)
+	res.RoundSeconds = round.Seconds()
+	for _, warm := range []func(context.Context, int) (int, error){theirs, ours} {
+		if _, err := benchRound(ctx, warm, workers, round); err != nil {
+			return res, err
+		}
 	}
-	if _, err := benchRound(ctx, ours, workers, slice/4); err != nil {
-		return res, err
-	}
-	for r := range rounds {
-		order := []*int64{&res.Queries, &res.BaselineQueries}
-		fns := []func(context.Context, int) (int, error){ours, theirs}
+	rates := make([]float64, 0, res.Rounds)
+	baseRates := make([]float64, 0, res.Rounds)
+	ratios := make([]float64, 0, res.Rounds)
+	for r := range res.Rounds {
+		var n, base int64
+		first, second := &n, &base
+		fns := [2]func(context.Context, int) (int, error){ours, theirs}
 		if r%2 == 1 {
-			order[0], order[1], fns[0], fns[1] = order[1], order[0], fns[1], fns[0]
+			first, second, fns[0], fns[1] = &base, &n, theirs, ours
 		}
-		for i := range fns {
-			n, err := benchRound(ctx, fns[i], workers, slice)
-			if err != nil {
-				return res, err
-			}
-			*order[i] += n
+		if *first, err = benchRound(ctx, fns[0], workers, round); err != nil {
+			return res, err
+		}
+		if *second, err = benchRound(ctx, fns[1], workers, round); err != nil {
+			return res, err
+		}
+		res.Queries += n
+		res.BaselineQueries += base
+		rates = append(rates, float64(n)/round.Seconds())
+		baseRates = append(baseRates, float64(base)/round.Seconds())
+		if base > 0 {
+			ratios = append(ratios, float64(n)/float64(base))
 		}
 	}
-	res.Seconds = (slice * time.Duration(rounds)).Seconds()
-	res.Rate = float64(res.Queries) / res.Seconds
-	res.BaselineRate = float64(res.BaselineQueries) / res.Seconds
-	if res.BaselineRate > 0 {
-		res.Ratio = res.Rate / res.BaselineRate
-	}
+	res.Rate, res.BaselineRate, res.Ratio = median(rates), median(baseRates), median(ratios)
 	return res, nil
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	if n := len(xs); n%2 == 0 {
+		return (xs[n/2-1] + xs[n/2]) / 2
+	}
+	return xs[len(xs)/2]
 }
 
 // benchRound runs query from workers goroutines for d and counts successes.

@@ -4,9 +4,10 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 )
 
@@ -17,46 +18,53 @@ import (
 
 const maxStackDepth = 32
 
-// Hold states. A hold moves from held to exactly one of reported or returned;
-// reported holds move on to returned. The compare-and-swap from held decides
-// whether the releaser or the leak scan got there first.
-const (
-	holdHeld int32 = iota
-	holdReported
-	holdReturned
-)
-
-// hold records one acquisition of a connection.
+// hold records the current acquisition of a connection. It lives in the
+// connection's state, so acquiring costs no allocation; its mutex is only
+// contended when the leak scan looks at the connection.
 type hold struct {
-	at     time.Time
-	pid    uint32
-	status atomic.Int32
-	n      int
-	pcs    [maxStackDepth]uintptr
+	mu       sync.Mutex
+	held     bool
+	reported bool
+	at       time.Time
+	n        int
+	pcs      [maxStackDepth]uintptr
 }
 
-func newHold(st *connState) *hold {
-	h := &hold{at: time.Now(), pid: st.pid}
-	h.n = callers(2, h.pcs[:]) // from newHold's caller; the client's frames are dropped when formatting
-	return h
+// beginHold records that st was just acquired, with the acquirer's stack.
+func (c *Client) beginHold(st *connState) {
+	h := &st.hold
+	h.mu.Lock()
+	h.held, h.reported, h.at = true, false, time.Now()
+	h.n = callers(2, h.pcs[:]) // from beginHold's caller; the client's frames are dropped when formatting
+	h.mu.Unlock()
 }
 
-// endHold ends the current hold of st, if any. A hold already reported as a
+// endHold ends the current hold of st, if any. A hold reported as a
 // potential leak is logged as returned and leaves the current-leaks gauge.
 func (c *Client) endHold(st *connState, how string) {
 	if c.leakThreshold <= 0 {
 		return
 	}
-	h := st.hold.Swap(nil)
-	if h == nil || h.status.CompareAndSwap(holdHeld, holdReturned) {
+	h := &st.hold
+	h.mu.Lock()
+	reported, at := h.held && h.reported, h.at
+	h.held, h.reported = false, false
+	h.mu.Unlock()
+	if !reported {
 		return
 	}
-	h.status.Store(holdReturned)
 	c.stats.currentLeaks.Add(-1)
 	c.log.Info("pgclient: previously reported leaked connection returned",
 		slog.String("how", how),
-		slog.Uint64("backend_pid", uint64(h.pid)),
-		slog.Duration("held_for", time.Since(h.at)))
+		slog.Uint64("backend_pid", uint64(st.pid)),
+		slog.Duration("held_for", time.Since(at)))
+}
+
+// leakReport is what the scan logs about one connection.
+type leakReport struct {
+	pid   uint32
+	since time.Time
+	pcs   []uintptr
 }
 
 // scanLeaks reports every connection held past the threshold that has not
@@ -65,28 +73,25 @@ func (c *Client) scanLeaks(now time.Time) {
 	if c.leakThreshold <= 0 {
 		return
 	}
-	var found []*hold
+	var found []leakReport
 	c.conns.each(func(st *connState) {
-		h := st.hold.Load()
-		if h == nil || now.Sub(h.at) < c.leakThreshold || h.status.Load() != holdHeld {
+		h := &st.hold
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if !h.held || h.reported || now.Sub(h.at) < c.leakThreshold {
 			return
 		}
-		// Count first, so the gauge cannot go negative if the releaser wins
-		// the race right after our swap.
+		h.reported = true
 		c.stats.currentLeaks.Add(1)
-		if !h.status.CompareAndSwap(holdHeld, holdReported) {
-			c.stats.currentLeaks.Add(-1)
-			return
-		}
 		c.stats.potentialLeaks.Add(1)
-		found = append(found, h)
+		found = append(found, leakReport{pid: st.pid, since: h.at, pcs: slices.Clone(h.pcs[:h.n])})
 	})
-	for _, h := range found {
+	for _, r := range found {
 		c.log.Warn("pgclient: potential connection leak: connection held longer than leak_threshold",
-			slog.Duration("held_for", now.Sub(h.at)),
+			slog.Duration("held_for", now.Sub(r.since)),
 			slog.Duration("leak_threshold", c.leakThreshold),
-			slog.Uint64("backend_pid", uint64(h.pid)),
-			slog.String("acquired_by", h.stack()))
+			slog.Uint64("backend_pid", uint64(r.pid)),
+			slog.String("acquired_by", formatStack(r.pcs)))
 	}
 }
 
@@ -94,10 +99,14 @@ func (c *Client) scanLeaks(now time.Time) {
 func (c *Client) logHeld(msg string) {
 	n := 0
 	c.conns.each(func(st *connState) {
-		if h := st.hold.Load(); h != nil {
+		h := &st.hold
+		h.mu.Lock()
+		held, at, pcs := h.held, h.at, slices.Clone(h.pcs[:h.n])
+		h.mu.Unlock()
+		if held {
 			n++
-			c.log.Warn(msg, slog.Uint64("backend_pid", uint64(h.pid)),
-				slog.Duration("held_for", time.Since(h.at)), slog.String("acquired_by", h.stack()))
+			c.log.Warn(msg, slog.Uint64("backend_pid", uint64(st.pid)),
+				slog.Duration("held_for", time.Since(at)), slog.String("acquired_by", formatStack(pcs)))
 		}
 	})
 	if n == 0 {
@@ -112,11 +121,11 @@ var pkgDir = func() string {
 	return filepath.Dir(file)
 }()
 
-// stack formats the acquirer's stack, starting at the first frame outside
-// the runtime, pgx, puddle and this package's non-test code.
-func (h *hold) stack() string {
+// formatStack formats an acquirer's stack, leaving out frames of the runtime,
+// pgx, puddle and this package's non-test code.
+func formatStack(pcs []uintptr) string {
 	var b strings.Builder
-	frames := runtime.CallersFrames(h.pcs[:h.n])
+	frames := runtime.CallersFrames(pcs)
 	for {
 		f, more := frames.Next()
 		if !internalFrame(f) {

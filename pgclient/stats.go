@@ -17,30 +17,53 @@ const (
 
 var kindNames = [numKinds]string{kindQuery: "query", kindBatch: "batch", kindCopy: "copy"}
 
-// counters are the client's cumulative counters and its gauges.
+// counters are the client's counters that are not per connection, and its
+// gauges.
 type counters struct {
-	acquired          atomic.Int64
-	released          atomic.Int64
 	failedAcquires    atomic.Int64
-	queries           atomic.Int64
-	failedQueries     atomic.Int64
-	queryNanos        atomic.Int64
 	queryTimeouts     atomic.Int64
 	potentialLeaks    atomic.Int64
 	currentLeaks      atomic.Int64
 	recycledByQueries atomic.Int64
-	cacheLookups      atomic.Int64
-	cacheMisses       atomic.Int64
 	waiting           atomic.Int32
 }
 
-// recordStatements accounts n statements (failed of them failing) that took d
-// in all.
-func (c *Client) recordStatements(k kind, n, failed int64, d time.Duration) {
-	c.stats.queries.Add(n)
-	c.stats.queryNanos.Add(int64(d))
+// connCounters count per connection what happens on every operation, so the
+// hot path touches no cache line shared between connections. They are
+// written by the goroutine holding the connection and summed by Stats; the
+// registry keeps the sums of closed connections.
+type connCounters struct {
+	acquired      atomic.Int64
+	released      atomic.Int64
+	queries       atomic.Int64
+	failedQueries atomic.Int64
+	queryNanos    atomic.Int64
+	cacheLookups  atomic.Int64
+	cacheMisses   atomic.Int64
+}
+
+// counterTotals is a plain sum of connCounters.
+type counterTotals struct {
+	acquired, released, queries, failedQueries, queryNanos, cacheLookups, cacheMisses int64
+}
+
+func (t *counterTotals) add(c *connCounters) {
+	t.acquired += c.acquired.Load()
+	t.released += c.released.Load()
+	t.queries += c.queries.Load()
+	t.failedQueries += c.failedQueries.Load()
+	t.queryNanos += c.queryNanos.Load()
+	t.cacheLookups += c.cacheLookups.Load()
+	t.cacheMisses += c.cacheMisses.Load()
+}
+
+// recordStatements accounts n statements on st (failed of them failing) that
+// took d in all.
+func (c *Client) recordStatements(st *connState, k kind, n, failed int64, d time.Duration) {
+	st.ctr.queries.Add(n)
+	st.ctr.queryNanos.Add(int64(d))
 	if failed > 0 {
-		c.stats.failedQueries.Add(failed)
+		st.ctr.failedQueries.Add(failed)
 	}
 	if m := c.metrics; m != nil {
 		m.queryDuration[k].Observe(d.Seconds())
@@ -119,13 +142,14 @@ type Stats struct {
 // Stats returns the current statistics. It takes the pool's lock briefly.
 func (c *Client) Stats() Stats {
 	ps := c.pool.Stat()
+	t := c.conns.totals()
 	s := Stats{
-		AcquiredConnections: c.stats.acquired.Load(),
-		ReleasedConnections: c.stats.released.Load(),
+		AcquiredConnections: t.acquired,
+		ReleasedConnections: t.released,
 		FailedAcquisitions:  c.stats.failedAcquires.Load(),
-		QueryCount:          c.stats.queries.Load(),
+		QueryCount:          t.queries,
 		PotentialLeaks:      c.stats.potentialLeaks.Load(),
-		FailedQueries:       c.stats.failedQueries.Load(),
+		FailedQueries:       t.failedQueries,
 		QueryTimeouts:       c.stats.queryTimeouts.Load(),
 		CurrentLeaks:        c.stats.currentLeaks.Load(),
 
@@ -145,7 +169,7 @@ func (c *Client) Stats() Stats {
 		AcquireWaitMS: ms(ps.EmptyAcquireWaitTime()),
 	}
 	if s.QueryCount > 0 {
-		s.AvgQueryTimeMS = ms(time.Duration(c.stats.queryNanos.Load())) / float64(s.QueryCount)
+		s.AvgQueryTimeMS = ms(time.Duration(t.queryNanos)) / float64(s.QueryCount)
 	}
 	if s.AcquireWaits > 0 {
 		s.AvgAcquireWaitMS = s.AcquireWaitMS / float64(s.AcquireWaits)
@@ -153,7 +177,7 @@ func (c *Client) Stats() Stats {
 	if s.Max > 0 {
 		s.PoolUtilizationPercent = float64(s.InUse) / float64(s.Max) * 100
 	}
-	lookups, misses := c.stats.cacheLookups.Load(), c.stats.cacheMisses.Load()
+	lookups, misses := t.cacheLookups, t.cacheMisses
 	s.StatementCacheMisses = misses
 	s.StatementCacheHits = max(lookups-misses, 0)
 	return s

@@ -35,7 +35,8 @@ type connState struct {
 	cancelDone chan struct{} // receives when a statement cancellation has finished
 	discard    bool          // close instead of returning to the pool
 
-	hold atomic.Pointer[hold] // the current holder, when leak detection is on
+	hold hold         // the current holder, when leak detection is on
+	ctr  connCounters // this connection's share of Stats
 }
 
 func stateOf(conn *pgx.Conn) *connState {
@@ -43,10 +44,11 @@ func stateOf(conn *pgx.Conn) *connState {
 	return st
 }
 
-// registry is the set of open connections, for the leak scan.
+// registry is the set of open connections, for the supervisor and Stats.
 type registry struct {
-	mu sync.Mutex
-	m  map[*connState]struct{}
+	mu      sync.Mutex
+	m       map[*connState]struct{}
+	retired counterTotals // counters of closed connections
 }
 
 func (r *registry) add(st *connState) {
@@ -58,10 +60,25 @@ func (r *registry) add(st *connState) {
 	r.mu.Unlock()
 }
 
+// remove forgets a closed connection, keeping its counts.
 func (r *registry) remove(st *connState) {
 	r.mu.Lock()
-	delete(r.m, st)
+	if _, ok := r.m[st]; ok {
+		delete(r.m, st)
+		r.retired.add(&st.ctr)
+	}
 	r.mu.Unlock()
+}
+
+// totals sums the counters of all connections, open and closed.
+func (r *registry) totals() counterTotals {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.retired
+	for st := range r.m {
+		t.add(&st.ctr)
+	}
+	return t
 }
 
 func (r *registry) each(fn func(*connState)) {
@@ -94,11 +111,13 @@ func (t *tracer) TraceAcquireEnd(_ context.Context, _ *pgxpool.Pool, d pgxpool.T
 	if d.Err != nil || d.Conn == nil {
 		return
 	}
-	t.c.stats.acquired.Add(1)
+	st := stateOf(d.Conn)
+	if st == nil {
+		return
+	}
+	st.ctr.acquired.Add(1)
 	if t.c.leakThreshold > 0 {
-		if st := stateOf(d.Conn); st != nil {
-			st.hold.Store(newHold(st))
-		}
+		t.c.beginHold(st)
 	}
 }
 
@@ -107,11 +126,11 @@ func (t *tracer) TraceAcquireEnd(_ context.Context, _ *pgxpool.Pool, d pgxpool.T
 // right away; pgxpool's AfterRelease hook would cost a goroutine per release.
 func (t *tracer) TraceRelease(_ *pgxpool.Pool, d pgxpool.TraceReleaseData) {
 	c := t.c
-	c.stats.released.Add(1)
 	st := stateOf(d.Conn)
 	if st == nil {
 		return
 	}
+	st.ctr.released.Add(1)
 	c.endHold(st, "released")
 	if d.Conn.IsClosed() {
 		return
@@ -135,7 +154,7 @@ func (t *tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.Trac
 	st.queries++
 	st.lookup = t.c.usesStatementCache(d.SQL, d.Args)
 	if st.lookup {
-		t.c.stats.cacheLookups.Add(1)
+		st.ctr.cacheLookups.Add(1)
 	}
 	st.opStart = time.Now()
 	return ctx
@@ -151,7 +170,7 @@ func (t *tracer) TraceQueryEnd(_ context.Context, conn *pgx.Conn, d pgx.TraceQue
 	if d.Err != nil {
 		failed = 1
 	}
-	t.c.recordStatements(kindQuery, 1, failed, time.Since(st.opStart))
+	t.c.recordStatements(st, kindQuery, 1, failed, time.Since(st.opStart))
 }
 
 func (t *tracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
@@ -181,7 +200,7 @@ func (t *tracer) TraceBatchEnd(_ context.Context, conn *pgx.Conn, d pgx.TraceBat
 		failed = 1 // the batch failed as a whole
 		n = max(n, 1)
 	}
-	t.c.recordStatements(kindBatch, n, failed, time.Since(st.opStart))
+	t.c.recordStatements(st, kindBatch, n, failed, time.Since(st.opStart))
 }
 
 func (t *tracer) TraceCopyFromStart(ctx context.Context, conn *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
@@ -201,7 +220,7 @@ func (t *tracer) TraceCopyFromEnd(_ context.Context, conn *pgx.Conn, d pgx.Trace
 	if d.Err != nil {
 		failed = 1
 	}
-	t.c.recordStatements(kindCopy, 1, failed, time.Since(st.opStart))
+	t.c.recordStatements(st, kindCopy, 1, failed, time.Since(st.opStart))
 }
 
 // TracePrepareStart counts statement cache misses: pgx prepares a statement
@@ -209,7 +228,7 @@ func (t *tracer) TraceCopyFromEnd(_ context.Context, conn *pgx.Conn, d pgx.Trace
 func (t *tracer) TracePrepareStart(ctx context.Context, conn *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
 	if st := stateOf(conn); st != nil && st.lookup {
 		st.lookup = false
-		t.c.stats.cacheMisses.Add(1)
+		st.ctr.cacheMisses.Add(1)
 	}
 	return ctx
 }
