@@ -74,6 +74,9 @@ type Coordinator struct {
 	topic  string
 
 	wake    chan struct{} // poked by LISTEN and the reaper; buffered 1
+	// listenIdleCheck is how long the LISTEN connection may stay silent
+	// before it is pinged (defaultListenIdleCheck; shorter in tests).
+	listenIdleCheck time.Duration
 	outage  outage
 	running atomic.Bool
 }
@@ -126,6 +129,8 @@ func New(cfg Config, d Deps) (*Coordinator, error) {
 		retry:  cfg.Retry.Policy(),
 		topic:  topic,
 		wake:   make(chan struct{}, 1),
+
+		listenIdleCheck: defaultListenIdleCheck,
 	}
 	c.outage.init(cfg.BrokerBackoff)
 	if err := c.m.register(d.Registerer); err != nil {

@@ -175,14 +175,16 @@ func TestTwoCoordinators(t *testing.T) {
 	require.Equal(t, float64(n), total)
 }
 
-// A NOTIFY wakes the coordinator long before its poll interval; when the
-// LISTEN connection is killed it reconnects and is woken again.
+// A NOTIFY wakes the coordinator long before its poll interval; quiet
+// spells do not lose the connection; when the LISTEN connection is killed it
+// reconnects and is woken again.
 func TestListenWakesUpAndReconnects(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	cfg := testConfig()
 	cfg.PollInterval = 10 * time.Minute // only a notification can wake it in time
 	c := b.newCoordinator(t, cfg, b.producer(t, b.kafkaConfig()), true)
+	c.listenIdleCheck = 100 * time.Millisecond // quiet spells end in a ping
 	start(t, c)
 	waitFor(t, "LISTEN connection", func() bool { return value(t, c.m.listening) == 1 })
 
@@ -195,7 +197,8 @@ func TestListenWakesUpAndReconnects(t *testing.T) {
 	}
 	deliver(1)
 
-	// Kill the listening backend: the coordinator must reconnect.
+	// Quiet spells (each ends in a ping) keep the same connection, which
+	// still receives notifications.
 	listenPID := func() int {
 		var pid int
 		err := b.db.QueryRow(testContext(t), `
@@ -206,6 +209,11 @@ WHERE application_name = 'coordinator_test_listen' AND datname = current_databas
 	}
 	old := listenPID()
 	require.NotZero(t, old)
+	time.Sleep(time.Second)
+	require.Equal(t, old, listenPID(), "the LISTEN connection was replaced while idle")
+	deliver(2)
+
+	// Kill the listening backend: the coordinator must reconnect.
 	var killed bool
 	require.NoError(t, b.db.QueryRow(testContext(t), `SELECT pg_terminate_backend($1)`, old).Scan(&killed))
 	require.True(t, killed)
@@ -213,7 +221,7 @@ WHERE application_name = 'coordinator_test_listen' AND datname = current_databas
 		pid := listenPID()
 		return pid != 0 && pid != old && value(t, c.m.listening) == 1
 	})
-	deliver(2)
+	deliver(3)
 }
 
 // Without LISTEN the coordinator still delivers, by polling; retries whose

@@ -12,13 +12,13 @@ import (
 )
 
 // Deadlines of the LISTEN connection.
-var (
+const (
 	// listenConnectTimeout bounds opening the connection and running LISTEN.
 	listenConnectTimeout = 10 * time.Second
-	// listenIdleCheck is how long the connection may stay silent before it
-	// is pinged, so that a connection that died without a word (a dropped
-	// network path) is noticed and replaced.
-	listenIdleCheck = 30 * time.Second
+	// defaultListenIdleCheck is how long the connection may stay silent
+	// before it is pinged, so that a connection that died without a word (a
+	// dropped network path) is noticed and replaced.
+	defaultListenIdleCheck = 30 * time.Second
 	// listenPingTimeout bounds that ping.
 	listenPingTimeout = 5 * time.Second
 )
@@ -73,7 +73,7 @@ func (c *Coordinator) listenOnce(ctx context.Context, connected func()) error {
 	c.poke()
 
 	for {
-		wctx, cancel := context.WithTimeout(ctx, listenIdleCheck)
+		wctx, cancel := context.WithTimeout(ctx, c.listenIdleCheck)
 		_, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
@@ -86,7 +86,7 @@ func (c *Coordinator) listenOnce(ctx context.Context, connected func()) error {
 			err := conn.Ping(pctx)
 			cancel()
 			if err != nil && ctx.Err() == nil {
-				return fmt.Errorf("ping after %s without notifications: %w", listenIdleCheck, err)
+				return fmt.Errorf("ping after %s without notifications: %w", c.listenIdleCheck, err)
 			}
 		default:
 			return fmt.Errorf("wait for notification: %w", err)

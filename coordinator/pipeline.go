@@ -182,6 +182,9 @@ func (c *Coordinator) publishLoop(ctx context.Context, s *stopping, in <-chan *b
 		c.publish(s.stop, b)
 		if !b.outage {
 			out <- b
+			if len(b.done) == 0 && len(b.failed) == 0 {
+				continue // canceled by shutdown: says nothing about Kafka
+			}
 			if ended, lasted := c.outage.succeeded(); ended {
 				c.m.brokerBackoff.Set(0)
 				c.m.backoffDelay.Set(0)
