@@ -4,8 +4,11 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/omnibridge/omnibridge/store"
 )
@@ -86,6 +89,14 @@ type Config struct {
 	// ListenBackoff paces reconnecting the LISTEN connection after it drops;
 	// polling goes on meanwhile. Defaults to 1s doubling up to 30s.
 	ListenBackoff BackoffConfig `yaml:"listen_backoff"`
+
+	// ListenURL is the PostgreSQL URL or DSN of the dedicated LISTEN
+	// connection, when it must differ from the service's pool: behind
+	// PgBouncer in transaction pooling mode a LISTEN is lost with the server
+	// connection it ran on, so point ListenURL at PostgreSQL itself (or at a
+	// PgBouncer port in session mode). When set, the coordinator connects
+	// with it and Deps.Listen is not used. Defaults to empty: Deps.Listen.
+	ListenURL string `yaml:"listen_url"`
 }
 
 // RetryConfig is the retry schedule of events whose publication failed for a
@@ -182,10 +193,28 @@ func (c Config) Validate() error {
 		errs = append(errs, fieldError("reclaim_interval", c.ReclaimInterval,
 			"must not exceed lease_timeout (%s), or expired claims wait longer than the lease", c.LeaseTimeout))
 	}
+	if c.ListenURL != "" {
+		if _, err := pgx.ParseConfig(c.ListenURL); err != nil {
+			errs = append(errs, fieldError("listen_url", redactDSN(c.ListenURL), "is not a PostgreSQL URL or DSN: %v", err))
+		}
+	}
 	errs = append(errs, c.Retry.validate()...)
 	errs = append(errs, c.BrokerBackoff.validate("broker_backoff")...)
 	errs = append(errs, c.ListenBackoff.validate("listen_backoff")...)
 	return errors.Join(errs...)
+}
+
+// Passwords in a URL (scheme://user:password@) or a key=value DSN.
+var (
+	urlPassword = regexp.MustCompile(`(://[^:/@]*:)[^@]*@`)
+	dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
+)
+
+// redactDSN hides the password of a URL or DSN, even one that does not
+// parse, for error messages.
+func redactDSN(s string) string {
+	s = urlPassword.ReplaceAllString(s, "${1}xxxxx@")
+	return dsnPassword.ReplaceAllString(s, "${1}xxxxx")
 }
 
 func (r RetryConfig) validate() []error {

@@ -137,3 +137,21 @@ func TestNewRegistersMetricsOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, mfs2, len(mfs))
 }
+
+// A listen_url that does not parse is reported without its password.
+func TestConfigListenURL(t *testing.T) {
+	t.Parallel()
+	c := Config{ListenURL: "postgres://user:hunter2@host:notaport/db"}.WithDefaults()
+	err := c.Validate()
+	fe, ok := errors.AsType[*FieldError](err)
+	require.True(t, ok, "%v", err)
+	require.Equal(t, "listen_url", fe.Field)
+	require.NotContains(t, err.Error(), "hunter2")
+
+	c = Config{ListenURL: "host=/tmp port=x password=hunter2"}.WithDefaults()
+	err = c.Validate()
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "hunter2")
+
+	require.NoError(t, Config{ListenURL: "postgres://user:pw@localhost:5432/db?sslmode=disable"}.WithDefaults().Validate())
+}

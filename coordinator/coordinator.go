@@ -40,7 +40,8 @@ type Deps struct {
 	Publisher Publisher
 	// Listen opens a dedicated connection (not from the pool) on which the
 	// coordinator LISTENs for new events; the wiring passes pgx.Connect on
-	// the service's DSN. Nil means polling only.
+	// the service's DSN. Config.ListenURL, when set, replaces it. Nil (and
+	// no ListenURL) means polling only.
 	Listen func(ctx context.Context) (*pgx.Conn, error)
 	// Logger defaults to discarding.
 	Logger *slog.Logger
@@ -119,11 +120,15 @@ func New(cfg Config, d Deps) (*Coordinator, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	listen := d.Listen
+	if u := cfg.ListenURL; u != "" {
+		listen = func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, u) }
+	}
 	c := &Coordinator{
 		cfg:    cfg,
 		st:     d.Store,
 		pub:    d.Publisher,
-		listen: d.Listen,
+		listen: listen,
 		log:    log,
 		m:      newMetrics(),
 		retry:  cfg.Retry.Policy(),

@@ -224,6 +224,21 @@ WHERE application_name = 'coordinator_test_listen' AND datname = current_databas
 	deliver(3)
 }
 
+// listen_url replaces Deps.Listen: the coordinator LISTENs on its own DSN.
+func TestListenURL(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := testConfig()
+	cfg.PollInterval = 10 * time.Minute
+	cfg.ListenURL = b.url
+	c := b.newCoordinator(t, cfg, b.producer(t, b.kafkaConfig()), false)
+	start(t, c)
+	waitFor(t, "LISTEN connection", func() bool { return value(t, c.m.listening) == 1 })
+	b.insert(t, 5, 2)
+	require.NoError(t, b.st.Notify(testContext(t)))
+	waitFor(t, "events delivered on a notification", func() bool { return b.counts(t)[store.EventProcessed] == 5 })
+}
+
 // Without LISTEN the coordinator still delivers, by polling; retries whose
 // backoff passed are picked up the same way.
 func TestPollingOnly(t *testing.T) {
