@@ -74,12 +74,13 @@ type Coordinator struct {
 	retry  store.RetryPolicy
 	topic  string
 
-	wake chan struct{} // poked by LISTEN and the reaper; buffered 1
+	wake    chan struct{} // poked by LISTEN and the reaper; buffered 1
+	outage  outage
+	running atomic.Bool
+
 	// listenIdleCheck is how long the LISTEN connection may stay silent
 	// before it is pinged (defaultListenIdleCheck; shorter in tests).
 	listenIdleCheck time.Duration
-	outage          outage
-	running         atomic.Bool
 }
 
 // New checks cfg (after WithDefaults) and d, and returns a Coordinator whose
