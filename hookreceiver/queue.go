@@ -50,6 +50,7 @@ type queue struct {
 
 	mu    sync.RWMutex // guards state against offers
 	state queueState
+	ran   bool // Run started the writers
 }
 
 func newQueue(size int, maxBytes int64) *queue {
@@ -98,18 +99,18 @@ func (q *queue) start() queueState {
 	prev := q.state
 	if prev == queueIdle {
 		q.state = queueRunning
+		q.ran = true
 	}
 	return prev
 }
 
-// close stops the intake and returns the state it was in. Once it returns,
-// no offer can add to the channel.
-func (q *queue) close() queueState {
+// close stops the intake. It reports whether writers were ever started (by
+// start). Once it returns, no offer can add to the channel.
+func (q *queue) close() (ran bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	prev := q.state
 	q.state = queueClosed
-	return prev
+	return q.ran
 }
 
 // current returns the state.

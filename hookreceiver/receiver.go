@@ -191,9 +191,9 @@ func (r *Receiver) Run(ctx context.Context) error {
 // error wrapping ctx's; the writers still answer what they hold). It is the
 // SIGTERM path; calling it more than once, or without Run, is harmless.
 func (r *Receiver) Drain(ctx context.Context) error {
-	prev := r.queue.close()
+	ran := r.queue.close()
 	r.drainOne.Do(func() { close(r.draining) })
-	if prev == queueIdle {
+	if !ran {
 		return nil
 	}
 	select {
