@@ -232,7 +232,11 @@ func (d *Dev) banner(out io.Writer) {
 	fmt.Fprintf(out, "  hook receiver:         %s/hooks/{source}\n", d.URL(config.HookReceiverName))
 	fmt.Fprintf(out, "  workflow coordinator:  %s/readyz\n", d.URL(config.WorkflowCoordinatorName))
 	fmt.Fprintf(out, "  model metrics API:     %s/api/v1/performance\n", d.URL(config.ModelMetricsName))
-	fmt.Fprintf(out, "  dashboard:             %s/\n", d.URL(config.ModelMetricsName))
+	dashboard := d.URL(config.ModelMetricsName) + "/"
+	if tok := d.Config.Services.ModelMetrics.API.Token; tok != "" {
+		dashboard += "#token=" + tok // the fragment never reaches the server
+	}
+	fmt.Fprintf(out, "  dashboard:             %s\n", dashboard)
 	fmt.Fprintf(out, "  database:              %s\n", config.RedactURL(d.dbURL))
 	if d.cluster != nil {
 		fmt.Fprintf(out, "  data dir:              %s (kept between runs; --fresh starts over)\n", d.cluster.DataDir())

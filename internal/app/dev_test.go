@@ -57,6 +57,18 @@ func TestDevEndToEnd(t *testing.T) {
 	require.Contains(t, out, d.URL(config.ModelMetricsName)+"/")
 	require.Contains(t, out, "curl -i -X POST "+d.URL(config.HookReceiverName)+"/hooks/dev")
 
+	// Like any client, wait until the services say they are ready.
+	for _, name := range app.AllServices {
+		require.Eventually(t, func() bool {
+			resp, err := http.Get(d.URL(name) + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		}, 30*time.Second, 50*time.Millisecond, "%s ready", name)
+	}
+
 	// Send exactly what the printed curl sends.
 	req := curlRequest(t, d.Curl)
 	resp, err := http.DefaultClient.Do(req)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/omnibridge/omnibridge/config"
 	"github.com/omnibridge/omnibridge/coordinator"
@@ -19,6 +20,7 @@ import (
 	"github.com/omnibridge/omnibridge/kafka"
 	"github.com/omnibridge/omnibridge/metricsapi"
 	"github.com/omnibridge/omnibridge/service"
+	"github.com/omnibridge/omnibridge/store"
 )
 
 // AllServices are the services `serve` runs by default, in start order.
@@ -159,10 +161,50 @@ func mountCoordinator(ctx context.Context, cfg config.Config, rt *service.Runtim
 	rt.Go(c.Run)
 	rt.AddReadyCheck("kafka", c.Ready)
 	rt.OnDrain(func(context.Context) error { producer.Close(); return nil })
-	rt.Go(func(ctx context.Context) error { return rt.Store.RunMaintenance(ctx, cfg.Retention, 0) })
+	m, err := newMaintainer(rt, cfg.Retention, connCfg)
+	if err != nil {
+		return err
+	}
+	rt.Go(m.Run)
 	reapAfter := service.DefaultSessionReapMultiplier * cfg.Services.WorkflowCoordinator.Runtime.HeartbeatInterval
 	rt.Go(func(ctx context.Context) error { return reapSessions(ctx, rt, reapAfter) })
 	return nil
+}
+
+// newMaintainer builds the retention maintainer: its leader lock lives on a
+// dedicated connection, and every run it leads is exported as metrics.
+func newMaintainer(rt *service.Runtime, policy store.RetentionPolicy, connCfg *pgx.ConnConfig) (*store.Maintainer, error) {
+	lastSuccess := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "omnibridge_retention_last_success_timestamp_seconds",
+		Help: "Unix time of the last successful retention run this instance led; 0 before the first.",
+	})
+	runs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "omnibridge_retention_runs_total",
+		Help: "Retention runs this instance led, by result.",
+	}, []string{"result"})
+	deleted := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "omnibridge_retention_rows_deleted_total",
+		Help: "Rows removed by retention runs this instance led (deleted or in dropped partitions).",
+	})
+	if err := errors.Join(rt.Registry.Register(lastSuccess), rt.Registry.Register(runs), rt.Registry.Register(deleted)); err != nil {
+		return nil, err
+	}
+	runs.WithLabelValues("success")
+	runs.WithLabelValues("error")
+	return store.NewMaintainer(rt.Store, store.MaintainerConfig{
+		Policy: policy,
+		Open:   store.ConfigConnOpener(connCfg),
+		Logger: rt.Log,
+		OnRun: func(rep store.RetentionReport, err error) {
+			deleted.Add(float64(rep.RowsDeleted))
+			if err != nil {
+				runs.WithLabelValues("error").Inc()
+				return
+			}
+			runs.WithLabelValues("success").Inc()
+			lastSuccess.Set(float64(time.Now().Unix()))
+		},
+	})
 }
 
 // reapSessions marks sessions silent for too long as terminated.
