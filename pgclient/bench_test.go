@@ -102,7 +102,9 @@ func BenchmarkPointQuery(b *testing.B) {
 func TestBenchPool(t *testing.T) {
 	secs, _ := strconv.Atoi(os.Getenv("PGCLIENT_BENCH_SECONDS"))
 	d := time.Duration(max(secs, 0))*time.Second + 200*time.Millisecond*time.Duration(boolInt(secs == 0))
-	res, err := pgclient.BenchPool(ctxT(t), pgclient.Config{URL: testdb.NewEmpty(t), ServiceName: "bench-pool",
+	ctx, cancel := context.WithTimeout(context.Background(), 3*d+time.Minute)
+	defer cancel()
+	res, err := pgclient.BenchPool(ctx, pgclient.Config{URL: testdb.NewEmpty(t), ServiceName: "bench-pool",
 		LeakThreshold: benchLeakThreshold(), StatementTimeout: envDuration("PGCLIENT_BENCH_STATEMENT_TIMEOUT"),
 		MaxConns: int32(envInt("PGCLIENT_BENCH_MAX_CONNS"))}, benchWorkersFromEnv(), d)
 	require.NoError(t, err)

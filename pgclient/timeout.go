@@ -104,6 +104,10 @@ func (c *Client) acquireContext(ctx context.Context, now time.Time) (context.Con
 func never() bool { return false }
 func noop()       {}
 
+// strayCancelDelay is how long a cancel request that may have missed its
+// statement is given to reach the backend (pgx uses the same delay).
+const strayCancelDelay = 100 * time.Millisecond
+
 // Statement states in connState.stmt besides a start time (> 0).
 const (
 	stmtIdle   int64 = 0
@@ -139,7 +143,12 @@ func (c *Client) finishStatement(st *connState, err error) error {
 		_ = st.pg.Conn().SetDeadline(time.Time{})
 	}
 	if !isQueryCanceled(err) {
+		// The statement ended on its own as the cancel went out: the cancel
+		// may yet reach the backend. Close the connection on release, and
+		// give the cancel time to land before the holder's next statement,
+		// as pgx does after its own cancel requests.
 		st.discard = true
+		time.Sleep(strayCancelDelay)
 	}
 	if err == nil {
 		return nil
