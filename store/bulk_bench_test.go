@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -84,7 +85,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, r...)
 
 // BenchmarkBulkInsert measures BulkInsert, each of its methods forced, and
 // bare pgx at the bench sizes, interleaved (each iteration runs every method
-// once, in rotating order, on rows of the same shape) so that the noise of a
+// once, in a random order, on rows of the same shape) so that the noise of a
 // shared machine hits them alike:
 //
 //	go test -run '^$' -bench BulkInsert ./store/
@@ -103,17 +104,23 @@ func BenchmarkBulkInsert(b *testing.B) {
 	}
 }
 
-// runInterleaved runs every method once per iteration, in rotating order, on
+// runInterleaved runs every method once per iteration, in a random order, on
 // size(iteration) fresh rows, and returns each method's total time.
 func runInterleaved(b *testing.B, pool *pgxpool.Pool, methods []bulkMethod, size func(int) int) []time.Duration {
 	ctx := context.Background()
 	truncateEvents(b, pool)
 	elapsed := make([]time.Duration, len(methods))
 	inserted, iter := 0, 0
+	rng := rand.New(rand.NewPCG(1, 2))
+	order := make([]int, len(methods))
+	for i := range order {
+		order[i] = i
+	}
 	for b.Loop() {
 		n := size(iter)
-		for k := range methods {
-			m := (k + iter) % len(methods)
+		// A new order each time, so that no method always follows the same one.
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for _, m := range order {
 			rows := benchEventRows(n)
 			if inserted > 300000 {
 				truncateEvents(b, pool)
@@ -306,10 +313,12 @@ func BenchmarkBulkInsertEvents(b *testing.B) {
 		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
 			truncateEvents(b, eb.pool)
 			elapsed := make([]time.Duration, len(methods))
-			inserted, iter := 0, 0
+			inserted := 0
+			rng := rand.New(rand.NewPCG(1, 2))
+			order := []int{0, 1, 2}
 			for b.Loop() {
-				for k := range methods {
-					m := (k + iter) % len(methods)
+				rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+				for _, m := range order {
 					events := benchEvents(n)
 					if inserted > 300000 {
 						truncateEvents(b, eb.pool)
@@ -322,7 +331,6 @@ func BenchmarkBulkInsertEvents(b *testing.B) {
 					elapsed[m] += time.Since(start)
 					inserted += n
 				}
-				iter++
 			}
 			for m, d := range elapsed {
 				b.ReportMetric(float64(n)*float64(b.N)/d.Seconds(), methods[m].name+"_rows/s")

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -147,8 +148,9 @@ type BulkResult struct {
 // adaptive bulk insert against bare pgx batch and bare pgx COPY at each size,
 // then single-insert latency and claim + complete throughput. All methods
 // write the same rows (fresh ids) into omnibridge.hook_events with its indexes
-// and partitions; they take turns in rotating order at every repetition, so
-// that load from elsewhere falls on all of them alike.
+// and partitions; they take turns, in a new random order at every
+// repetition, so that load from elsewhere falls on all of them alike. Rates
+// come from the median repetition.
 //
 // It empties the event tables (hook_events, hook_event_deliveries,
 // event_metrics) as it goes and at the end, so it refuses to start when
@@ -261,10 +263,18 @@ func (b *bulkBench) size(ctx context.Context, n int) (BulkResult, error) {
 	methods := b.methods()
 	times := make([][]time.Duration, len(methods))
 	// One untimed round first: statement preparation, caches.
+	rng := rand.New(rand.NewPCG(uint64(n), 1))
+	order := make([]int, len(methods))
+	for i := range order {
+		order[i] = i
+	}
 	for rep := -1; rep < reps; rep++ {
 		template := newEvents(n, rep)
-		for k := range methods {
-			m := (k + max(rep, 0)) % len(methods)
+		// A new order every repetition: a fixed rotation would always run each
+		// method right after the same other one, and what that one leaves
+		// behind (dirty buffers, WAL) would weigh on it alone.
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for _, m := range order {
 			if b.inserted+n > bulkTruncateAfterRows {
 				if err := b.truncate(ctx); err != nil {
 					return BulkResult{}, err
