@@ -35,6 +35,7 @@ const (
 	DefaultClaimBatch      = 100
 	DefaultClaimWorkers    = 4
 	bulkTruncateAfterRows  = 300000
+	bulkSettleRows         = 10000
 	bulkInsertOneWarmup    = 50
 	bulkClaimSeedBatchSize = 10000
 )
@@ -167,7 +168,7 @@ func Bulk(ctx context.Context, pool *pgxpool.Pool, cfg BulkConfig) (BulkReport, 
 	if nonEmpty {
 		return BulkReport{}, errors.New("bench bulk: omnibridge.hook_events is not empty; the benchmark truncates it, so point it at a scratch database")
 	}
-	b := &bulkBench{cfg: cfg, pool: pool, store: store.New(cfg.Ours)}
+	b := &bulkBench{cfg: cfg, pool: pool, store: store.New(cfg.Ours), checkpoint: true}
 	defer b.truncate(context.WithoutCancel(ctx))
 
 	var rep BulkReport
@@ -199,10 +200,11 @@ func Bulk(ctx context.Context, pool *pgxpool.Pool, cfg BulkConfig) (BulkReport, 
 }
 
 type bulkBench struct {
-	cfg      BulkConfig
-	pool     *pgxpool.Pool
-	store    *store.Store
-	inserted int
+	cfg        BulkConfig
+	pool       *pgxpool.Pool
+	store      *store.Store
+	inserted   int
+	checkpoint bool // whether settle may run CHECKPOINT
 }
 
 var (
@@ -219,6 +221,29 @@ func (b *bulkBench) truncate(ctx context.Context) error {
 	_, err := b.pool.Exec(ctx, `TRUNCATE omnibridge.hook_events, omnibridge.hook_event_deliveries, omnibridge.event_metrics`)
 	if err != nil {
 		return fmt.Errorf("bench bulk: truncate: %w", err)
+	}
+	return nil
+}
+
+// settle prepares the table for a timed insert of n rows. Small inserts share
+// a table that grows up to bulkTruncateAfterRows; from bulkSettleRows rows,
+// every insert starts from an empty table after a checkpoint, so that no
+// method pays for the table size or the WAL of another (the checkpoint is
+// skipped when the role may not run it).
+func (b *bulkBench) settle(ctx context.Context, n int) error {
+	if n < bulkSettleRows {
+		if b.inserted+n > bulkTruncateAfterRows {
+			return b.truncate(ctx)
+		}
+		return nil
+	}
+	if err := b.truncate(ctx); err != nil {
+		return err
+	}
+	if b.checkpoint {
+		if _, err := b.pool.Exec(ctx, `CHECKPOINT`); err != nil {
+			b.checkpoint = false
+		}
 	}
 	return nil
 }
@@ -275,10 +300,8 @@ func (b *bulkBench) size(ctx context.Context, n int) (BulkResult, error) {
 		// behind (dirty buffers, WAL) would weigh on it alone.
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		for _, m := range order {
-			if b.inserted+n > bulkTruncateAfterRows {
-				if err := b.truncate(ctx); err != nil {
-					return BulkResult{}, err
-				}
+			if err := b.settle(ctx, n); err != nil {
+				return BulkResult{}, err
 			}
 			events := freshCopy(template)
 			rows := eventRows(events)
