@@ -1,7 +1,6 @@
 package hookreceiver
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -35,7 +34,15 @@ func (r *Receiver) serveHook(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	status := r.handle(w, req, src)
-	r.count(src.Name(), status, start)
+	switch status {
+	case http.StatusAccepted:
+		src.accepted.Inc()
+	case http.StatusOK:
+		src.duplicates.Inc()
+	default:
+		r.metrics.requests.WithLabelValues(src.Name(), strconv.Itoa(status)).Inc()
+	}
+	src.duration.Observe(time.Since(start).Seconds())
 }
 
 func (r *Receiver) count(source string, status int, start time.Time) {
@@ -130,7 +137,7 @@ func (r *Receiver) newPending(ev Event) (*pending, *hookError) {
 	var meta []byte
 	if len(ev.Metadata) > 0 {
 		var err error
-		if meta, err = json.Marshal(ev.Metadata); err != nil {
+		if meta, err = appendMetadata(make([]byte, 0, 256), ev.Metadata); err != nil {
 			r.log.Error("hookreceiver: encode metadata", "source", ev.Source, "err", err)
 			return nil, &hookError{kind: kindInternal, code: CodeInternal, msg: "could not encode the event's metadata"}
 		}

@@ -76,6 +76,10 @@ type sourceState struct {
 	bodyLimit  int64
 	limiter    *rate.Limiter // nil: unlimited
 	retryAfter int           // seconds, for 429
+
+	// The source's most frequent metrics, looked up once.
+	accepted, duplicates prometheus.Counter
+	duration             prometheus.Observer
 }
 
 // New validates cfg (after filling its defaults) and builds the receiver.
@@ -112,7 +116,11 @@ func New(cfg Config, d Deps) (*Receiver, error) {
 	}
 	for name, s := range srcs {
 		sc := s.Config()
-		st := &sourceState{Source: s, bodyLimit: sc.BodyLimit}
+		st := &sourceState{Source: s, bodyLimit: sc.BodyLimit,
+			accepted:   r.metrics.requests.WithLabelValues(name, "202"),
+			duplicates: r.metrics.requests.WithLabelValues(name, "200"),
+			duration:   r.metrics.duration.WithLabelValues(name),
+		}
 		if rl := sc.RateLimit; !rl.Unlimited() {
 			st.limiter = rate.NewLimiter(rate.Limit(rl.PerSecond), rl.Burst)
 			st.retryAfter = max(1, int(math.Ceil(1/rl.PerSecond)))

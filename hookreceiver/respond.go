@@ -123,8 +123,8 @@ func writeStored(w http.ResponseWriter, id uuid.UUID, duplicate bool) int {
 	}
 	b = append(b, '\n')
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["Content-Type"] = []string{"application/json"} // canonical keys: no Set
+	h["X-Content-Type-Options"] = []string{"nosniff"}
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 	return status

@@ -21,6 +21,8 @@ const (
 	DefaultIngestWarmup      = time.Second
 	DefaultIngestNaiveConns  = 32
 	DefaultIngestOurConns    = 8
+	DefaultIngestSlice       = time.Second
+	ingestSliceCount         = 1000
 )
 
 // IngestOptions configures Ingest. Zero fields take their defaults.
@@ -42,6 +44,11 @@ type IngestOptions struct {
 	// a tenth of Count (at most 2000 webhooks) when Count is set; negative
 	// means none.
 	Warmup time.Duration
+	// Slice is how long each server is measured at a time: the servers take
+	// turns, in alternating order, so that load from elsewhere on the
+	// machine falls on both alike. With Count, each turn is at most 1000
+	// webhooks. Defaults to 1s.
+	Slice time.Duration
 	// NaiveConns is the naive server's pool size. Defaults to 32, which
 	// measured best among 16, 32 and 64 here.
 	NaiveConns int32
@@ -66,6 +73,7 @@ func (o IngestOptions) withDefaults() IngestOptions {
 	if o.Count == 0 {
 		o.Warmup = cmp.Or(o.Warmup, DefaultIngestWarmup)
 	}
+	o.Slice = cmp.Or(o.Slice, DefaultIngestSlice)
 	o.NaiveConns = cmp.Or(o.NaiveConns, DefaultIngestNaiveConns)
 	o.OurConns = cmp.Or(o.OurConns, DefaultIngestOurConns)
 	if o.Logger == nil {
@@ -87,6 +95,9 @@ func (o IngestOptions) validate() error {
 	}
 	if o.BodySize < minIngestBody || o.BodySize > hookreceiver.BodyLimitDefault {
 		errs = append(errs, fmt.Errorf("bench ingest: BodySize %d must be between %d and %d", o.BodySize, minIngestBody, hookreceiver.BodyLimitDefault))
+	}
+	if o.Slice <= 0 {
+		errs = append(errs, fmt.Errorf("bench ingest: Slice %s must be positive", o.Slice))
 	}
 	if o.NaiveConns < 1 || o.OurConns < 1 {
 		errs = append(errs, fmt.Errorf("bench ingest: NaiveConns %d and OurConns %d must be at least 1", o.NaiveConns, o.OurConns))
@@ -136,13 +147,22 @@ type IngestRun struct {
 	Stored  int64 `json:"stored"`
 	Lost    int64 `json:"lost"`
 	Unacked int64 `json:"unacked"`
-	// PeakRSSBytes is the process's peak resident set (VmHWM of
-	// /proc/self/status, reset before each server by writing 5 to
-	// /proc/self/clear_refs; PeakRSSReset says whether that worked). It
-	// covers the whole process: the server under test and the senders. -1
-	// where /proc is unavailable.
+	// PeakRSSBytes is the process's peak resident set while this server was
+	// measured: VmHWM of /proc/self/status, reset before each of its turns
+	// by writing 5 to /proc/self/clear_refs (PeakRSSReset says whether that
+	// worked; without it the figure is the peak of the whole run). It covers
+	// the whole process: both servers (the other one idle) and the senders.
+	// -1 where /proc is unavailable.
 	PeakRSSBytes int64 `json:"peak_rss_bytes"`
 	PeakRSSReset bool  `json:"peak_rss_reset"`
+	// ProcessCPUPerEventUs is this process's CPU time per acknowledged event
+	// during this server's turns, in microseconds: the server, its senders
+	// and the idle other server. PostgresCPUPerEventUs is the CPU time of the
+	// database's server processes per acknowledged event in the same turns,
+	// read from /proc; -1 when the database is not on this machine. Together
+	// they show where the difference comes from.
+	ProcessCPUPerEventUs  float64 `json:"process_cpu_us_per_event"`
+	PostgresCPUPerEventUs float64 `json:"postgres_cpu_us_per_event"`
 	// AvgBatch is the receiver's mean group-commit batch size (ours only).
 	AvgBatch float64 `json:"avg_batch,omitempty"`
 }
@@ -153,14 +173,14 @@ const minIngestBody = 200
 // Ingest measures, in one run on the migrated database at dbURL, the
 // HookReceiver against a naive one-INSERT-per-request server: Concurrency
 // senders post GitHub-signed webhooks of BodySize bytes over HTTP on
-// 127.0.0.1, first to the naive server, then to the receiver, each after a
-// warm-up. Afterwards it counts each server's rows to check that every
-// acknowledged event was stored.
+// 127.0.0.1. Both servers run side by side; after a warm-up of each they take
+// turns (see Slice). Afterwards it counts each server's rows to check that
+// every acknowledged event was stored.
 //
-// It empties the event tables (hook_events, hook_event_deliveries) before
-// each server and at the end, so it refuses to start when hook_events holds
-// any row: point it at a scratch database.
-func Ingest(ctx context.Context, dbURL string, opts IngestOptions) (IngestResult, error) {
+// It empties the event tables (hook_events, hook_event_deliveries) at the
+// start of the measurement and at the end, so it refuses to start when
+// hook_events holds any row: point it at a scratch database.
+func Ingest(ctx context.Context, dbURL string, opts IngestOptions) (res IngestResult, err error) {
 	opts = opts.withDefaults()
 	if err := opts.validate(); err != nil {
 		return IngestResult{}, err
@@ -177,19 +197,40 @@ func Ingest(ctx context.Context, dbURL string, opts IngestOptions) (IngestResult
 	if nonEmpty {
 		return IngestResult{}, errors.New("bench ingest: omnibridge.hook_events is not empty; the benchmark truncates it, so point it at a scratch database")
 	}
-	defer truncateEvents(context.WithoutCancel(ctx), pool)
+	defer func() { err = errors.Join(err, truncateEvents(context.WithoutCancel(ctx), pool)) }()
 
-	res := IngestResult{Concurrency: opts.Concurrency, BodySize: opts.BodySize}
-	opts.Progress("naive server: one INSERT per request")
-	if res.Baseline, err = runNaive(ctx, pool, dbURL, opts); err != nil {
+	opts.Progress("starting both servers")
+	naive, err := startNaive(ctx, dbURL, opts)
+	if err != nil {
 		return res, err
 	}
-	if err := truncateEvents(ctx, pool); err != nil {
+	defer func() { err = errors.Join(err, naive.stop()) }()
+	ours, err := startReceiver(ctx, dbURL, opts)
+	if err != nil {
 		return res, err
 	}
-	opts.Progress("hook receiver: group commit")
-	if res.Ours, err = runReceiver(ctx, pool, dbURL, opts); err != nil {
+	defer func() { err = errors.Join(err, ours.stop()) }()
+
+	targets := []*target{newTarget(naive, opts), newTarget(ours, opts)}
+	defer func() {
+		for _, t := range targets {
+			t.close()
+		}
+	}()
+	if err := rotate(ctx, pool, targets, opts); err != nil {
 		return res, err
+	}
+	res = IngestResult{Concurrency: opts.Concurrency, BodySize: opts.BodySize,
+		Baseline: targets[0].run(), Ours: targets[1].run()}
+	res.Ours.AvgBatch = ours.avgBatch()
+	for _, r := range []*IngestRun{&res.Baseline, &res.Ours} {
+		src := targets[0].srv.source
+		if r == &res.Ours {
+			src = targets[1].srv.source
+		}
+		if err := checkStored(ctx, pool, src, r); err != nil {
+			return res, err
+		}
 	}
 	res.Rate, res.BaselineRate = res.Ours.Rate, res.Baseline.Rate
 	if res.BaselineRate > 0 {

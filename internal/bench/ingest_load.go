@@ -1,146 +1,265 @@
 package bench
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"hash"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // ingestSecret signs the benchmark's webhooks (verifier github).
 const ingestSecret = "bench-ingest-secret-0123456789"
 
-// loadResult is what the senders measured against one server.
-type loadResult struct {
-	measured  int64           // 2xx answers in the measured phase
-	sent      int64           // 2xx answers in the whole run
-	refused   int64           // other answers and transport errors
-	seconds   float64         // length of the measured phase
-	latencies []time.Duration // of the measured phase's 2xx answers
+// target is one server under load and what its senders measured.
+type target struct {
+	srv     *server
+	senders []*sender
+
+	measured  int64 // 2xx answers in measured turns
+	sent      int64 // 2xx answers in the whole run
+	refused   int64 // other answers and transport errors
+	seconds   float64
+	latencies []time.Duration // of the measured 2xx answers
+	peakRSS   int64
+	rssReset  bool
+	// CPU used during the measured turns, and the 2xx answers it bought.
+	cpuEvents  int64
+	processCPU time.Duration
+	pgCPU      time.Duration
+	pgCPUKnown bool
 }
 
-// sender posts webhooks one after another.
-type sender struct {
-	id        int
-	url       string
-	prefix    string
-	client    *http.Client
-	mac       hash.Hash
-	bodySize  int
-	seq       int
-	sig       []byte
-	latencies []time.Duration
+func newTarget(srv *server, opts IngestOptions) *target {
+	t := &target{srv: srv, peakRSS: -1, rssReset: true, pgCPUKnown: true}
+	for i := range opts.Concurrency {
+		t.senders = append(t.senders, &sender{id: i, addr: srv.addr, path: srv.path, prefix: srv.name,
+			mac: hmac.New(sha256.New, []byte(ingestSecret)), bodySize: opts.BodySize})
+	}
+	return t
 }
 
-// runLoad sends to url from opts.Concurrency senders: a warm-up, then the
-// measured phase (for opts.Duration, or until opts.Count answers).
-func runLoad(ctx context.Context, url, prefix string, opts IngestOptions) (loadResult, error) {
-	tr := &http.Transport{MaxIdleConnsPerHost: opts.Concurrency, DisableCompression: true, IdleConnTimeout: time.Minute}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	senders := make([]*sender, opts.Concurrency)
-	for i := range senders {
-		senders[i] = &sender{id: i, url: url, prefix: prefix, client: client,
-			mac: hmac.New(sha256.New, []byte(ingestSecret)), bodySize: opts.BodySize}
+func (t *target) close() {
+	for _, s := range t.senders {
+		s.disconnect()
 	}
-	var res loadResult
-	var sent, refused atomic.Int64
-	phase := func(measure bool, more func() bool) {
-		var wg sync.WaitGroup
-		for _, s := range senders {
-			wg.Go(func() {
-				for more() && ctx.Err() == nil {
-					start := time.Now()
-					ok := s.send(ctx)
-					if !ok {
-						refused.Add(1)
-						time.Sleep(time.Millisecond) // do not spin on a failing server
-						continue
-					}
-					sent.Add(1)
-					if measure {
-						s.latencies = append(s.latencies, time.Since(start))
-					}
-				}
-			})
-		}
-		wg.Wait()
-	}
+}
 
-	switch {
-	case opts.Count > 0:
-		warm := int64(min(opts.Count/10, 2000))
-		if opts.Warmup < 0 {
-			warm = 0
-		}
-		var tickets atomic.Int64
-		phase(false, func() bool { return tickets.Add(1) <= warm })
-		tickets.Store(0)
-		start := time.Now()
-		phase(true, func() bool { return tickets.Add(1) <= int64(opts.Count) })
-		res.seconds = time.Since(start).Seconds()
-	default:
-		if opts.Warmup > 0 {
+// rotate warms each target up, then measures them in turns: Duration (or
+// Count) split into slices, the order alternating every round.
+func rotate(ctx context.Context, pool *pgxpool.Pool, targets []*target, opts IngestOptions) error {
+	for _, t := range targets {
+		opts.Progress("warm-up: " + t.srv.name)
+		switch {
+		case opts.Warmup < 0:
+		case opts.Count > 0:
+			var tickets atomic.Int64
+			warm := int64(min(opts.Count/10, 2000))
+			t.phase(ctx, false, func() bool { return tickets.Add(1) <= warm })
+		default:
 			until := time.Now().Add(opts.Warmup)
-			phase(false, func() bool { return time.Now().Before(until) })
+			t.phase(ctx, false, func() bool { return time.Now().Before(until) })
 		}
-		start := time.Now()
-		until := start.Add(opts.Duration)
-		phase(true, func() bool { return time.Now().Before(until) })
-		res.seconds = time.Since(start).Seconds()
 	}
-	if err := ctx.Err(); err != nil {
-		return res, err
+	rounds, per := 1, opts.Count
+	if opts.Count > 0 {
+		rounds = (opts.Count + ingestSliceCount - 1) / ingestSliceCount
+		per = opts.Count / rounds
+	} else {
+		rounds = max(1, int((opts.Duration+opts.Slice/2)/opts.Slice))
 	}
-	for _, s := range senders {
-		res.latencies = append(res.latencies, s.latencies...)
+	slice := opts.Duration / time.Duration(rounds)
+	opts.Progress("measuring both servers in turns")
+	for round := range rounds {
+		order := slices.Clone(targets)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, t := range order {
+			n := int64(per)
+			if opts.Count > 0 && round == rounds-1 {
+				n = int64(opts.Count - per*(rounds-1))
+			}
+			reset := resetPeakRSS()
+			sent0, proc0 := t.sent, processCPU()
+			pg0, pgOK0 := postgresCPU(ctx, pool)
+			start := time.Now()
+			if opts.Count > 0 {
+				var tickets atomic.Int64
+				t.phase(ctx, true, func() bool { return tickets.Add(1) <= n })
+			} else {
+				until := start.Add(slice)
+				t.phase(ctx, true, func() bool { return time.Now().Before(until) })
+			}
+			t.seconds += time.Since(start).Seconds()
+			proc1 := processCPU()
+			pg1, pgOK1 := postgresCPU(ctx, pool)
+			t.cpuEvents += t.sent - sent0
+			t.processCPU += proc1 - proc0
+			t.pgCPU += pg1 - pg0
+			t.pgCPUKnown = t.pgCPUKnown && pgOK0 && pgOK1
+			t.rssReset = t.rssReset && reset
+			t.peakRSS = max(t.peakRSS, peakRSS())
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
 	}
-	slices.Sort(res.latencies)
-	res.measured = int64(len(res.latencies))
-	res.sent, res.refused = sent.Load(), refused.Load()
-	return res, nil
+	return nil
 }
+
+// phase runs every sender of t until more returns false, each sending its
+// next webhook when the previous one is answered.
+func (t *target) phase(ctx context.Context, measure bool, more func() bool) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, s := range t.senders {
+		wg.Go(func() {
+			var sent, refused int64
+			var lat []time.Duration
+			for more() && ctx.Err() == nil {
+				start := time.Now()
+				if !s.send(ctx) {
+					refused++
+					time.Sleep(time.Millisecond) // do not spin on a failing server
+					continue
+				}
+				sent++
+				if measure {
+					lat = append(lat, time.Since(start))
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			t.sent += sent
+			t.refused += refused
+			t.latencies = append(t.latencies, lat...)
+		})
+	}
+	wg.Wait()
+}
+
+// run returns t's figures.
+func (t *target) run() IngestRun {
+	slices.Sort(t.latencies)
+	run := IngestRun{
+		Name:         t.srv.name,
+		Acknowledged: int64(len(t.latencies)),
+		Seconds:      t.seconds,
+		P50Ms:        percentileMs(t.latencies, 0.50),
+		P99Ms:        percentileMs(t.latencies, 0.99),
+		MaxMs:        percentileMs(t.latencies, 1),
+		Refused:      t.refused,
+		Sent:         t.sent,
+		PeakRSSBytes: t.peakRSS,
+		PeakRSSReset: t.rssReset && t.peakRSS > 0,
+	}
+	if t.seconds > 0 {
+		run.Rate = float64(run.Acknowledged) / t.seconds
+	}
+	run.ProcessCPUPerEventUs, run.PostgresCPUPerEventUs = -1, -1
+	if t.cpuEvents > 0 {
+		perEvent := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(t.cpuEvents) }
+		run.ProcessCPUPerEventUs = perEvent(t.processCPU)
+		if t.pgCPUKnown {
+			run.PostgresCPUPerEventUs = perEvent(t.pgCPU)
+		}
+	}
+	return run
+}
+
+// sender posts webhooks one after another on one kept-alive HTTP/1.1
+// connection. It writes each request in one piece and reads the answer with
+// http.ReadResponse: a lighter client than http.Client (no transport
+// goroutines), so that the load generator takes as little as possible of the
+// CPU it shares with the servers and the database.
+type sender struct {
+	id       int
+	addr     string // host:port
+	path     string
+	prefix   string
+	mac      hash.Hash
+	bodySize int
+	seq      int
+	conn     net.Conn
+	rd       *bufio.Reader
+	req      []byte
+}
+
+// senderTimeout bounds one request and its answer.
+const senderTimeout = 30 * time.Second
 
 // send posts the sender's next webhook and reports whether it was
-// acknowledged (2xx).
+// acknowledged (2xx). Any failure closes the connection; the next send opens
+// a new one.
 func (s *sender) send(ctx context.Context) bool {
 	s.seq++
 	body := s.body()
 	s.mac.Reset()
 	s.mac.Write(body)
-	s.sig = append(s.sig[:0], "sha256="...)
-	s.sig = hex.AppendEncode(s.sig, s.mac.Sum(nil))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
-	if err != nil {
+	r := append(s.req[:0], "POST "...)
+	r = append(r, s.path...)
+	r = append(r, " HTTP/1.1\r\nHost: "...)
+	r = append(r, s.addr...)
+	r = append(r, "\r\nContent-Type: application/json\r\nUser-Agent: GitHub-Hookshot/omnibridge-bench\r\nX-GitHub-Event: issues\r\nX-GitHub-Delivery: "...)
+	r = append(r, s.prefix...)
+	r = append(r, '-')
+	r = strconv.AppendInt(r, int64(s.id), 10)
+	r = append(r, '-')
+	r = strconv.AppendInt(r, int64(s.seq), 10)
+	r = append(r, "\r\nX-Hub-Signature-256: sha256="...)
+	r = hex.AppendEncode(r, s.mac.Sum(nil))
+	r = append(r, "\r\nContent-Length: "...)
+	r = strconv.AppendInt(r, int64(len(body)), 10)
+	r = append(r, "\r\n\r\n"...)
+	r = append(r, body...)
+	s.req = r
+	if s.conn == nil {
+		d := net.Dialer{Timeout: senderTimeout}
+		c, err := d.DialContext(ctx, "tcp", s.addr)
+		if err != nil {
+			return false
+		}
+		s.conn, s.rd = c, bufio.NewReaderSize(c, 4096)
+	}
+	_ = s.conn.SetDeadline(time.Now().Add(senderTimeout))
+	if _, err := s.conn.Write(r); err != nil {
+		s.disconnect()
 		return false
 	}
-	h := req.Header
-	h["Content-Type"] = []string{"application/json"}
-	h["User-Agent"] = []string{"GitHub-Hookshot/omnibridge-bench"}
-	h["X-Github-Event"] = []string{"issues"}
-	h["X-Github-Delivery"] = []string{s.prefix + "-" + strconv.Itoa(s.id) + "-" + strconv.Itoa(s.seq)}
-	h["X-Hub-Signature-256"] = []string{string(s.sig)}
-	resp, err := s.client.Do(req)
+	resp, err := http.ReadResponse(s.rd, nil)
 	if err != nil {
+		s.disconnect()
 		return false
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	if err != nil || resp.Close {
+		s.disconnect()
+	}
 	return resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusOK
 }
 
-// body is a GitHub issues event padded to bodySize bytes. It is a fresh
-// slice: the server may hold it until the answer.
+func (s *sender) disconnect() {
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn, s.rd = nil, nil
+	}
+}
+
+// body is a GitHub issues event padded to bodySize bytes, in a fresh slice
+// (the transport may still hold the previous one).
 func (s *sender) body() []byte {
 	b := make([]byte, 0, s.bodySize+64)
 	b = append(b, `{"action":"opened","issue":{"number":`...)
@@ -164,22 +283,4 @@ func percentileMs(sorted []time.Duration, p float64) float64 {
 	i := int(float64(len(sorted))*p+0.5) - 1
 	i = max(0, min(i, len(sorted)-1))
 	return float64(sorted[i]) / float64(time.Millisecond)
-}
-
-// fill sets the measured figures of run from the load.
-func (run *IngestRun) fill(l loadResult) {
-	run.Acknowledged = l.measured
-	run.Seconds = l.seconds
-	if l.seconds > 0 {
-		run.Rate = float64(l.measured) / l.seconds
-	}
-	run.P50Ms = percentileMs(l.latencies, 0.50)
-	run.P99Ms = percentileMs(l.latencies, 0.99)
-	run.MaxMs = percentileMs(l.latencies, 1)
-	run.Refused = l.refused
-	run.Sent = l.sent
-}
-
-func (run IngestRun) String() string {
-	return fmt.Sprintf("%s: %.0f events/s, p50 %.2f ms, p99 %.2f ms, lost %d", run.Name, run.Rate, run.P50Ms, run.P99Ms, run.Lost)
 }

@@ -30,30 +30,39 @@ func ingestSource(name string) hookreceiver.SourceConfig {
 	return hookreceiver.SourceConfig{Name: name, Verifier: hookreceiver.VerifierGitHub, Secrets: []string{ingestSecret}}
 }
 
-// runNaive measures the naive server: for each request the same checks,
+// server is a running server under test.
+type server struct {
+	name     string // "naive" or "hook_receiver"; also the delivery id prefix
+	source   string // the events' source
+	addr     string // host:port
+	path     string // where to POST
+	stop     func() error
+	avgBatch func() float64 // mean group-commit batch; 0 for the naive server
+}
+
+// startNaive starts the naive server: for each request the same checks,
 // verification and mapping as the receiver, then one Store.InsertEvent on a
 // bare pgxpool, answered when it returns.
-func runNaive(ctx context.Context, admin *pgxpool.Pool, dbURL string, opts IngestOptions) (IngestRun, error) {
-	run := IngestRun{Name: "naive"}
-	reset := resetPeakRSS()
+func startNaive(ctx context.Context, dbURL string, opts IngestOptions) (*server, error) {
 	pcfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
-		return run, fmt.Errorf("bench ingest: %w", err)
+		return nil, fmt.Errorf("bench ingest: %w", err)
 	}
 	pcfg.MaxConns, pcfg.MinConns = opts.NaiveConns, opts.NaiveConns
 	pcfg.ConnConfig.RuntimeParams["application_name"] = "omnibridge_bench_naive"
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
-		return run, fmt.Errorf("bench ingest: naive pool: %w", err)
+		return nil, fmt.Errorf("bench ingest: naive pool: %w", err)
 	}
-	defer pool.Close()
 	src, err := hookreceiver.NewSource(ingestSource("bench-naive"))
 	if err != nil {
-		return run, err
+		pool.Close()
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return run, err
+		pool.Close()
+		return nil, err
 	}
 	srv := &http.Server{
 		Handler:           &naiveHandler{src: src, store: store.New(pool)},
@@ -61,17 +70,25 @@ func runNaive(ctx context.Context, admin *pgxpool.Pool, dbURL string, opts Inges
 		WriteTimeout: service.DefaultWriteTimeout, IdleTimeout: service.DefaultIdleTimeout,
 		MaxHeaderBytes: service.DefaultMaxHeaderBytes,
 	}
-	go func() { _ = srv.Serve(ln) }()
-	load, err := runLoad(ctx, "http://"+ln.Addr().String()+"/hooks/bench-naive", "naive", opts)
-	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	err = errors.Join(err, srv.Shutdown(shutCtx))
-	if err != nil {
-		return run, fmt.Errorf("bench ingest: naive server: %w", err)
-	}
-	run.fill(load)
-	run.PeakRSSBytes, run.PeakRSSReset = peakRSS(), reset
-	return run, checkStored(ctx, admin, "bench-naive", &run)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	return &server{
+		name: "naive", source: "bench-naive", addr: ln.Addr().String(), path: "/hooks/bench-naive",
+		avgBatch: func() float64 { return 0 },
+		stop: func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err := srv.Shutdown(ctx)
+			if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+				err = errors.Join(err, serr)
+			}
+			pool.Close()
+			if err != nil {
+				return fmt.Errorf("bench ingest: naive server: %w", err)
+			}
+			return nil
+		},
+	}, nil
 }
 
 // naiveHandler is what a webhook server without group commit does.
@@ -130,15 +147,13 @@ func (h *naiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, `{"id":%q,"duplicate":%t}`+"\n", id, dup)
 }
 
-// runReceiver measures the HookReceiver, wired as `omnibridge serve` wires
+// startReceiver starts the HookReceiver, wired as `omnibridge serve` wires
 // it: a service runtime with its own pgclient pool, the receiver mounted on
 // it, an audit writer.
-func runReceiver(ctx context.Context, admin *pgxpool.Pool, dbURL string, opts IngestOptions) (IngestRun, error) {
-	run := IngestRun{Name: "hook_receiver"}
-	reset := resetPeakRSS()
+func startReceiver(ctx context.Context, dbURL string, opts IngestOptions) (*server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return run, err
+		return nil, err
 	}
 	rt, err := service.New(ctx, service.Options{
 		Name:     hookreceiver.ServiceName,
@@ -149,39 +164,41 @@ func runReceiver(ctx context.Context, admin *pgxpool.Pool, dbURL string, opts In
 		Listener: ln,
 	})
 	if err != nil {
-		return run, fmt.Errorf("bench ingest: receiver runtime: %w", err)
+		return nil, fmt.Errorf("bench ingest: receiver runtime: %w", err)
 	}
-	audit, err := store.NewAuditWriter(rt.Store, store.AuditWriterConfig{Logger: opts.Logger})
-	if err != nil {
-		return run, err
-	}
-	recv, err := hookreceiver.New(hookreceiver.Config{Sources: []hookreceiver.SourceConfig{ingestSource("bench-ours")}, Batch: opts.Batch},
-		hookreceiver.Deps{Store: rt.Store, Audit: audit, Logger: rt.Log, Registerer: rt.Registry})
-	if err != nil {
-		return run, errors.Join(err, audit.Close(ctx))
-	}
-	recv.Mount(rt)
-	rt.OnDrain(audit.Close)
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
-	go func() { done <- rt.Run(runCtx) }()
-	base := "http://" + rt.Addr()
-	var load loadResult
-	err = waitReady(ctx, base)
-	if err == nil {
-		load, err = runLoad(ctx, base+"/hooks/bench-ours", "ours", opts)
+	srv := &server{
+		name: "hook_receiver", source: "bench-ours", addr: rt.Addr(), path: "/hooks/bench-ours",
+		avgBatch: func() float64 { return histogramMean(rt, "omnibridge_hookreceiver_batch_size") },
+		stop: func() error {
+			stop()
+			if err := <-done; err != nil {
+				return fmt.Errorf("bench ingest: receiver: %w", err)
+			}
+			return nil
+		},
 	}
-	run.AvgBatch = histogramMean(rt, "omnibridge_hookreceiver_batch_size")
-	stop()
-	if rerr := <-done; rerr != nil {
-		err = errors.Join(err, fmt.Errorf("bench ingest: receiver: %w", rerr))
+	audit, err := store.NewAuditWriter(rt.Store, store.AuditWriterConfig{Logger: opts.Logger})
+	if err == nil {
+		var recv *hookreceiver.Receiver
+		recv, err = hookreceiver.New(hookreceiver.Config{Sources: []hookreceiver.SourceConfig{ingestSource(srv.source)}, Batch: opts.Batch},
+			hookreceiver.Deps{Store: rt.Store, Audit: audit, Logger: rt.Log, Registerer: rt.Registry})
+		if err == nil {
+			recv.Mount(rt)
+		}
+		rt.OnDrain(audit.Close)
+	}
+	// Run also when the receiver could not be built: it is what closes the
+	// runtime's pool and listener.
+	go func() { done <- rt.Run(runCtx) }()
+	if err == nil {
+		err = waitReady(ctx, "http://"+rt.Addr())
 	}
 	if err != nil {
-		return run, err
+		return nil, errors.Join(err, srv.stop())
 	}
-	run.fill(load)
-	run.PeakRSSBytes, run.PeakRSSReset = peakRSS(), reset
-	return run, checkStored(ctx, admin, "bench-ours", &run)
+	return srv, nil
 }
 
 // waitReady waits until base/readyz answers 200, for at most a minute.

@@ -19,15 +19,15 @@ func TestIngestSmokeRun(t *testing.T) {
 	url := testdb.New(t)
 	var steps []string
 	res, err := bench.Ingest(ctx, url, bench.IngestOptions{
-		Concurrency: 8, Count: 600, BodySize: 300,
+		Concurrency: 8, Count: 1500, BodySize: 300,
 		Progress: func(s string) { steps = append(steps, s) },
 	})
 	require.NoError(t, err)
-	require.Len(t, steps, 2)
+	require.Len(t, steps, 4)
 	for _, run := range []bench.IngestRun{res.Ours, res.Baseline} {
-		require.Equal(t, int64(600), run.Acknowledged, run.Name)
+		require.Equal(t, int64(1500), run.Acknowledged, run.Name)
 		require.Zero(t, run.Refused, run.Name)
-		require.Equal(t, int64(660), run.Sent, "%s: 600 measured + 60 warm-up", run.Name)
+		require.Equal(t, int64(1650), run.Sent, "%s: 1500 measured (in two turns) + 150 warm-up", run.Name)
 		require.Equal(t, run.Sent, run.Stored, run.Name)
 		require.Zero(t, run.Lost, run.Name)
 		require.Greater(t, run.Rate, 0.0, run.Name)
@@ -35,6 +35,10 @@ func TestIngestSmokeRun(t *testing.T) {
 		require.GreaterOrEqual(t, run.P99Ms, run.P50Ms, run.Name)
 		require.GreaterOrEqual(t, run.MaxMs, run.P99Ms, run.Name)
 		require.NotZero(t, run.PeakRSSBytes, run.Name)
+		require.Greater(t, run.ProcessCPUPerEventUs, 0.0, run.Name)
+		if run.PostgresCPUPerEventUs != -1 { // -1: the database is not on this machine
+			require.Greater(t, run.PostgresCPUPerEventUs, 0.0, run.Name)
+		}
 	}
 	require.Equal(t, "hook_receiver", res.Ours.Name)
 	require.GreaterOrEqual(t, res.Ours.AvgBatch, 1.0)
@@ -44,7 +48,7 @@ func TestIngestSmokeRun(t *testing.T) {
 
 	out, err := json.Marshal(res)
 	require.NoError(t, err)
-	for _, key := range []string{`"rate"`, `"baseline_rate"`, `"ratio"`, `"p99_ms"`, `"peak_rss_bytes"`, `"lost"`} {
+	for _, key := range []string{`"rate"`, `"baseline_rate"`, `"ratio"`, `"p99_ms"`, `"peak_rss_bytes"`, `"lost"`, `"postgres_cpu_us_per_event"`} {
 		require.Contains(t, string(out), key)
 	}
 
@@ -82,6 +86,8 @@ func BenchmarkIngest(b *testing.B) {
 		b.ReportMetric(res.Ours.P99Ms, "p99_ms")
 		b.ReportMetric(res.Baseline.P99Ms, "naive_p99_ms")
 		b.ReportMetric(res.Ours.AvgBatch, "avg_batch")
+		b.ReportMetric(res.Ours.PostgresCPUPerEventUs, "pg_cpu_us/event")
+		b.ReportMetric(res.Baseline.PostgresCPUPerEventUs, "naive_pg_cpu_us/event")
 		b.ReportMetric(float64(res.Ours.Lost+res.Baseline.Lost), "lost")
 		out, err := json.Marshal(res)
 		require.NoError(b, err)
