@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"time"
 
@@ -227,9 +228,10 @@ func (b *bulkBench) truncate(ctx context.Context) error {
 
 // settle prepares the table for a timed insert of n rows. Small inserts share
 // a table that grows up to bulkTruncateAfterRows; from bulkSettleRows rows,
-// every insert starts from an empty table after a checkpoint, so that no
-// method pays for the table size or the WAL of another (the checkpoint is
-// skipped when the role may not run it).
+// every insert starts from an empty table after a checkpoint and a garbage
+// collection, so that no method pays for the table size, the WAL or the
+// garbage of another (the checkpoint is skipped when the role may not run
+// it).
 func (b *bulkBench) settle(ctx context.Context, n int) error {
 	if n < bulkSettleRows {
 		if b.inserted+n > bulkTruncateAfterRows {
@@ -245,6 +247,9 @@ func (b *bulkBench) settle(ctx context.Context, n int) error {
 			b.checkpoint = false
 		}
 	}
+	// Nor for the garbage of another: the rows of a large insert are tens of
+	// megabytes.
+	runtime.GC()
 	return nil
 }
 
