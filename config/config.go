@@ -118,6 +118,10 @@ func (c Config) Validate() error {
 		errs = append(errs, fieldError("log.format", c.Log.Format, "must be text or json"))
 	}
 	errs = append(errs, prefixed("database", validateDatabase(c.Database))...)
+	if c.Environment == EnvProduction && c.Database.URL != "" {
+		// TLS weaker than verify-full is for development only.
+		errs = append(errs, prefixed("database", c.Database.CheckProduction())...)
+	}
 	errs = append(errs, prefixed("kafka", c.Kafka.Validate())...)
 	errs = append(errs, prefixed("retention", c.Retention.Validate())...)
 	errs = append(errs, c.Services.validate()...)

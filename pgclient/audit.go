@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -105,9 +106,10 @@ func connectFailureType(a *connectAttempt, err error) string {
 // an untyped failure can be told apart: before the network connection (and
 // TLS) was up, during authentication, or after.
 type connectAttempt struct {
-	tls           bool        // TLS is configured for the host being tried (set by the dialling goroutine)
-	netConnected  atomic.Bool // TCP and TLS established
-	authenticated atomic.Bool // the server accepted the authentication
+	cc            *pgconn.Config // what was connected to (set by the tracer)
+	tls           bool           // TLS is configured for the host being tried (set by the dialling goroutine)
+	netConnected  atomic.Bool    // TCP and TLS established
+	authenticated atomic.Bool    // the server accepted the authentication
 }
 
 func (a *connectAttempt) stage() (netConnected, authenticated bool) {
@@ -130,7 +132,8 @@ func connectAttemptFrom(ctx context.Context) *connectAttempt {
 
 // instrumentConnect chains hooks onto cc that record, in the connectAttempt
 // carried by the connect context, how far each host's attempt got. The hooks
-// already set on cc still run.
+// already set on cc still run. Dials without a connectAttempt (pgconn's
+// cancel requests) are left alone.
 func instrumentConnect(cc *pgconn.Config) {
 	// The client gives every TCP host the same TLS setting (TLSConfig.apply);
 	// unix sockets never use TLS.
@@ -140,7 +143,8 @@ func instrumentConnect(cc *pgconn.Config) {
 	}
 	dial := cc.DialFunc
 	cc.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if a := connectAttemptFrom(ctx); a != nil {
+		a := connectAttemptFrom(ctx)
+		if a != nil {
 			// A new host (or address of it): start over.
 			a.netConnected.Store(false)
 			a.authenticated.Store(false)
@@ -235,4 +239,26 @@ func (q *eventQueue) close() {
 	}
 	q.mu.Unlock()
 	<-q.done
+}
+
+var _ pgx.ConnectTracer = (*tracer)(nil)
+
+// TraceConnectStart gives the attempt a connectAttempt for the hooks of
+// instrumentConnect, unless the caller (Open's probe) brought one.
+func (t *tracer) TraceConnectStart(ctx context.Context, d pgx.TraceConnectStartData) context.Context {
+	a := connectAttemptFrom(ctx)
+	if a == nil {
+		ctx, a = withConnectAttempt(ctx)
+	}
+	a.cc = &d.ConnConfig.Config
+	return ctx
+}
+
+// TraceConnectEnd raises the security event of a failed attempt. pgx calls
+// it once per ConnectConfig, however many hosts or addresses were tried.
+func (t *tracer) TraceConnectEnd(ctx context.Context, d pgx.TraceConnectEndData) {
+	if d.Err == nil || t.c.res == nil {
+		return
+	}
+	t.c.res.connectFailed(connectAttemptFrom(ctx), d.Err)
 }

@@ -402,3 +402,20 @@ func (b *breaker) status() BreakerStatus {
 	}
 	return s
 }
+
+// rejections is the number of operations refused; 0 for a nil breaker.
+func (b *breaker) rejections() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.rejected.Load()
+}
+
+// transitionCount is the number of transitions into state; 0 for a nil
+// breaker.
+func (b *breaker) transitionCount(state BreakerState) int64 {
+	if b == nil {
+		return 0
+	}
+	return b.transitions[state].Load()
+}

@@ -35,6 +35,9 @@ type Client struct {
 	epoch     time.Time // for monotonic statement start times
 	deadlines *acquireDeadlines
 
+	tls *builtTLS   // the TLS settings, files read
+	res *resilience // breaker, retry policies, event delivery
+
 	stats   counters
 	metrics *metrics // nil without a Registerer
 	conns   registry
@@ -47,10 +50,13 @@ type Client struct {
 	closeOnce sync.Once
 }
 
-// Open validates cfg (after WithDefaults), creates the pool and returns once
-// MinConns connections are established, each with Role set and the
-// PrepareOnConnect statements prepared. It fails if the server cannot be
-// reached before ctx ends (or within 30s when ctx has no deadline).
+// Open validates cfg (after WithDefaults), checks that the server can be
+// reached and the credentials work with one connection (retried under the
+// connect policy when the failure is transient, never when authentication
+// or TLS fails), creates the pool and returns once MinConns connections are
+// established, each with Role set and the PrepareOnConnect statements
+// prepared. It fails if the server cannot be reached before ctx ends (or
+// within 30s when ctx has no deadline).
 func Open(ctx context.Context, cfg Config) (*Client, error) {
 	given := cfg
 	cfg = cfg.WithDefaults()
@@ -85,19 +91,30 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	for name := range cfg.PrepareOnConnect {
 		c.prepared[name] = true
 	}
+	if c.tls, err = cfg.TLS.build(); err != nil {
+		return nil, fmt.Errorf("pgclient: invalid config: %w", err)
+	}
 	c.configurePool(pcfg)
 	c.connConfig = pcfg.ConnConfig.Copy()
 	c.connConfig.Tracer = nil
+	c.res = newResilience(cfg, &pcfg.ConnConfig.Config, logger)
 
 	if cfg.Registerer != nil {
 		c.metrics = newMetrics(c)
 		if err := cfg.Registerer.Register(c.metrics); err != nil {
+			c.res.close()
 			return nil, fmt.Errorf("pgclient: register metrics: %w", err)
 		}
+	}
+	if err := c.res.probe(ctx, pcfg.ConnConfig); err != nil {
+		c.unregister()
+		c.res.close()
+		return nil, err
 	}
 	c.pool, err = pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		c.unregister()
+		c.res.close()
 		return nil, fmt.Errorf("pgclient: create pool: %w", err)
 	}
 	if err := c.warmUp(ctx); err != nil {
@@ -128,6 +145,7 @@ func (c *Client) configurePool(p *pgxpool.Config) {
 		p.MaxConnIdleTime = math.MaxInt64
 	}
 	p.HealthCheckPeriod = cfg.HealthCheckPeriod
+	p.BeforeConnect = c.beforeConnect
 	p.AfterConnect = c.afterConnect
 	p.BeforeClose = c.beforeClose
 
@@ -157,6 +175,7 @@ func (c *Client) configurePool(p *pgxpool.Config) {
 		}
 	}
 	cc.Tracer = &tracer{c: c}
+	c.configureConnect(&cc.Config)
 }
 
 // afterConnect prepares a new connection and starts tracking it.
@@ -228,16 +247,22 @@ func (c *Client) warmUp(ctx context.Context) error {
 	}
 }
 
+// ping opens (or takes) one pooled connection and pings the server, retried
+// under the connect policy.
 func (c *Client) ping(ctx context.Context) error {
-	pc, err := c.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("pgclient: connect: %w", err)
-	}
-	defer pc.Release()
-	if err := pc.Ping(ctx); err != nil {
-		return fmt.Errorf("pgclient: connect: %w", err)
-	}
-	return nil
+	return c.res.retry(ctx, retryConnect, retryableConnect, func(int) error {
+		return c.res.guard(func() error {
+			pc, err := c.pool.Acquire(ctx)
+			if err != nil {
+				return fmt.Errorf("pgclient: connect: %w", err)
+			}
+			defer pc.Release()
+			if err := pc.Ping(ctx); err != nil {
+				return fmt.Errorf("pgclient: connect: %w", err)
+			}
+			return nil
+		})
+	})
 }
 
 // Close stops the supervisor and closes the pool. Like pgxpool, it waits for
@@ -272,6 +297,7 @@ func (c *Client) Close() {
 		}
 		c.deadlines.close()
 		c.unregister()
+		c.res.close() // delivers the events raised so far
 	})
 }
 

@@ -31,6 +31,7 @@ const (
 	DefaultUtilizationWarnAfter   = 10 * time.Second
 	DefaultHealthTimeout          = 2 * time.Second
 	DefaultHealthSlowQuery        = 500 * time.Millisecond
+	DefaultConnectTimeout         = 10 * time.Second
 )
 
 // Query execution modes accepted by Config.ExecMode. They map one to one to
@@ -176,6 +177,48 @@ type Config struct {
 	// degradation episode starts and ends. It must return promptly: Close waits
 	// for running calls. Defaults to none.
 	OnDegradation func(DegradationEvent) `yaml:"-"`
+
+	// ConnectTimeout bounds one attempt to open a connection, TLS and
+	// authentication included (pgx's connect_timeout, per host). Defaults to
+	// the URL's connect_timeout, else 10s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+
+	// TLS configures TLS to the server; see TLSConfig and docs/security.md.
+	// Defaults to the URL's sslmode and related parameters, else mode
+	// "require".
+	TLS TLSConfig `yaml:"tls"`
+
+	// RequireAuth lists the authentication methods the client accepts from
+	// the server, as libpq's require_auth: "scram-sha-256" refuses a server
+	// that asks for md5 or a cleartext password before anything derived from
+	// the password is sent. Defaults to the URL's require_auth, else any.
+	RequireAuth string `yaml:"require_auth"`
+
+	// ChannelBinding is disable, prefer or require (libpq's channel_binding):
+	// require makes SCRAM bind the authentication to the TLS channel
+	// (SCRAM-SHA-256-PLUS). Defaults to the URL's channel_binding, else
+	// prefer.
+	ChannelBinding string `yaml:"channel_binding"`
+
+	// Breaker configures the circuit breaker around connecting and every
+	// operation; see BreakerConfig and docs/resilience.md.
+	Breaker BreakerConfig `yaml:"breaker"`
+
+	// Retry configures retries with exponential backoff; see RetryConfig.
+	Retry RetryConfig `yaml:"retry"`
+
+	// OnBreakerChange, when set, is called on every transition of the
+	// circuit breaker. Callbacks (this one and OnSecurityEvent) run one at a
+	// time, in order, on a goroutine of the client's, fed by a bounded queue:
+	// they never block an operation, and events are dropped (and counted)
+	// when the queue is full. Defaults to none.
+	OnBreakerChange func(BreakerChange) `yaml:"-"`
+
+	// OnSecurityEvent, when set, receives every SecurityEvent: failed
+	// connections (authentication, TLS, other) and the breaker opening and
+	// closing. The service wiring writes them to the audit log. Defaults to
+	// none.
+	OnSecurityEvent func(SecurityEvent) `yaml:"-"`
 }
 
 // WithDefaults returns a copy of c with parameters from c.URL filling unset
@@ -208,6 +251,7 @@ func (c Config) WithDefaults() Config {
 	c.UtilizationWarnAfter = cmp.Or(c.UtilizationWarnAfter, DefaultUtilizationWarnAfter)
 	c.HealthTimeout = cmp.Or(c.HealthTimeout, DefaultHealthTimeout)
 	c.HealthSlowQuery = cmp.Or(c.HealthSlowQuery, DefaultHealthSlowQuery)
+	c = c.resilienceDefaults()
 	return c
 }
 
@@ -289,6 +333,7 @@ func (c Config) Validate() error {
 			bad("prepare_on_connect", name, "needs a name and non-empty SQL")
 		}
 	}
+	errs = append(errs, c.validateResilience()...)
 	return errors.Join(errs...)
 }
 

@@ -37,6 +37,16 @@ func TestConfigDefaults(t *testing.T) {
 		UtilizationWarnAfter:   10 * time.Second,
 		HealthTimeout:          2 * time.Second,
 		HealthSlowQuery:        500 * time.Millisecond,
+		ConnectTimeout:         10 * time.Second,
+		TLS:                    pgclient.TLSConfig{Mode: "require", MinVersion: "1.2", CipherSuites: pgclient.DefaultTLSCipherSuites},
+		ChannelBinding:         "prefer",
+		Breaker:                pgclient.BreakerConfig{FailureThreshold: 5, Window: 10 * time.Second, MinRequests: 20, OpenTimeout: 10 * time.Second, HalfOpenProbes: 3},
+		Retry: pgclient.RetryConfig{
+			ConnectRetries: 3, ConnectRetryBase: time.Second, ConnectRetryMax: 10 * time.Second,
+			StatementRetries: 2, StatementRetryBase: 50 * time.Millisecond, StatementRetryMax: time.Second,
+			TxRetries: 3, TxRetryBase: 20 * time.Millisecond, TxRetryMax: time.Second,
+			MaxElapsed: 30 * time.Second,
+		},
 	}, c)
 	require.Equal(t, c, c.WithDefaults(), "idempotent")
 }

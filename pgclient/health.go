@@ -42,6 +42,8 @@ type HealthResult struct {
 	Status         HealthStatus `json:"status"`
 	ConnectionPool PoolHealth   `json:"connection_pool"`
 	QueryTest      QueryTest    `json:"query_test"`
+	// Breaker is the circuit breaker's state.
+	Breaker BreakerStatus `json:"breaker"`
 	// Reasons explains every rule that made the status worse than healthy;
 	// empty when healthy.
 	Reasons   []string  `json:"reasons"`
@@ -78,9 +80,10 @@ type QueryTest struct {
 // Health checks the database and the pool and returns within HealthTimeout
 // (or ctx's deadline, if sooner), however busy the pool is. Rules:
 //
-//   - unhealthy: the client is closed, or the test query (SELECT 1) failed or
-//     got no answer in time;
-//   - degraded: utilization ≥ UtilizationWarn; connections currently held
+//   - unhealthy: the client is closed, the circuit breaker is open, or the
+//     test query (SELECT 1) failed or got no answer in time;
+//   - degraded: the circuit breaker is half-open (probing); utilization ≥
+//     UtilizationWarn; connections currently held
 //     past LeakThreshold; callers waiting for a connection; no pooled
 //     connection free within half of HealthTimeout (the test then runs on a
 //     connection of its own); the test query, or the wait for its
@@ -116,6 +119,15 @@ func (c *Client) Health(ctx context.Context) HealthResult {
 		UtilizationPercent: s.PoolUtilizationPercent,
 		PotentialLeaks:     s.PotentialLeaks, CurrentLeaks: s.CurrentLeaks,
 		Waiting: s.Waiting,
+	}
+
+	res.Breaker = c.BreakerStatus()
+	switch b := res.Breaker; b.State {
+	case BreakerOpen:
+		flag(StatusUnhealthy, "circuit breaker open since %s, next probe at %s: %s",
+			b.Since.Format(time.RFC3339), b.RetryAt.Format(time.RFC3339), b.Reason)
+	case BreakerHalfOpen:
+		flag(StatusDegraded, "circuit breaker half-open, probing the database after: %s", b.Reason)
 	}
 
 	q := res.QueryTest

@@ -85,6 +85,15 @@ func newMetrics(c *Client) *metrics {
 	add("acquire_wait_seconds_total", "Total time acquisitions waited for a connection.", counter, func(s Stats) float64 { return s.AcquireWaitMS / 1000 }, "", "")
 	add("statement_cache_hits_total", "Statement cache hits (single statements with arguments).", counter, func(s Stats) float64 { return float64(s.StatementCacheHits) }, "", "")
 	add("statement_cache_misses_total", "Statement cache misses (the statement was prepared).", counter, func(s Stats) float64 { return float64(s.StatementCacheMisses) }, "", "")
+	add("breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", gauge, func(Stats) float64 { return float64(c.BreakerStatus().State) }, "", "")
+	for _, to := range []BreakerState{BreakerClosed, BreakerHalfOpen, BreakerOpen} {
+		add("breaker_transitions_total", "Circuit breaker transitions, by the state entered.", counter, func(Stats) float64 { return float64(c.res.breaker.transitionCount(to)) }, "to", to.String())
+	}
+	add("breaker_rejections_total", "Operations refused by the open circuit breaker (ErrUnavailable).", counter, func(Stats) float64 { return float64(c.res.breaker.rejections()) }, "", "")
+	for k := range numRetryKinds {
+		add("retries_total", "Operations attempted again after a transient failure, by kind.", counter, func(Stats) float64 { return float64(c.res.retries[k].Load()) }, "kind", retryKindNames[k])
+	}
+	add("events_dropped_total", "Breaker changes and security events dropped because the callback queue was full.", counter, func(Stats) float64 { return float64(c.res.events.dropped.Load()) }, "", "")
 	return m
 }
 

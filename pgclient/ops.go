@@ -2,6 +2,7 @@ package pgclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -23,16 +24,69 @@ const (
 	opAcquire
 )
 
-// run is the one path every Client operation takes: the place where the
-// policy around a whole operation (closed check today; circuit breaker and
-// retry of idempotent work with the resilience layer) applies. fn acquires
-// its connection and applies the query timeout itself, because for Query,
-// QueryRow and SendBatch the operation outlives fn.
-func (c *Client) run(ctx context.Context, _ op, fn func(context.Context) error) error {
+// run is the one path every Client operation takes, and where the policy
+// around a whole operation applies: the closed check, the circuit breaker,
+// and retries. fn acquires its connection and applies the query timeout
+// itself. It returns whether it handed done, the report of the outcome to
+// the breaker, to something that outlives it (the rows of Query, the row of
+// QueryRow, the results of SendBatch), which then calls it; otherwise run
+// reports fn's error.
+//
+// The first attempt takes no allocation beyond fn's closure: the retry loop
+// starts only after a failure that may be retried (see retryableOp).
+func (c *Client) run(ctx context.Context, o op, fn func(ctx context.Context, done func(error)) (deferred bool, err error)) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	return fn(ctx)
+	first := c.attempt(ctx, fn)
+	if first == nil || c.res.policies[retryStatement].retries <= 0 || !retryableOp(ctx, o, first) {
+		return first
+	}
+	return c.res.retry(ctx, retryStatement, func(err error) bool { return retryableOp(ctx, o, err) }, func(n int) error {
+		if n == 1 {
+			return first
+		}
+		if c.closed.Load() {
+			return ErrClosed
+		}
+		return c.attempt(ctx, fn)
+	})
+}
+
+// attempt runs fn once through the circuit breaker.
+func (c *Client) attempt(ctx context.Context, fn func(context.Context, func(error)) (bool, error)) error {
+	done, err := c.res.breaker.allow()
+	if err != nil {
+		return err
+	}
+	deferred, err := fn(ctx, done)
+	if !deferred {
+		done(err)
+	}
+	return err
+}
+
+// retryableOp reports whether an operation of kind o that failed with err
+// may be attempted again (see docs/resilience.md):
+//
+//   - Begin and Acquire: on any transient failure (a lost BEGIN leaves no
+//     transaction behind);
+//   - Exec, Query, QueryRow: on a transient failure when nothing was sent,
+//     or when ctx is marked Idempotent;
+//   - SendBatch and CopyFrom: only when no connection could be had, since
+//     their input is consumed as it is sent;
+//
+// and never on ErrUnavailable, ErrPoolExhausted or the caller's
+// cancellation.
+func retryableOp(ctx context.Context, o op, err error) bool {
+	switch o {
+	case opBegin, opAcquire:
+		return Classify(err) == ClassTransient && !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrPoolExhausted)
+	case opBatch, opCopy:
+		var ns *notSentError
+		return errors.As(err, &ns) && retryableStatement(ctx, err)
+	}
+	return retryableStatement(ctx, err)
 }
 
 // acquire takes a connection from the pool, waiting at most AcquireTimeout
@@ -48,7 +102,8 @@ func (c *Client) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 		m.acquireDuration.Observe(wait.Seconds())
 	}
 	if err != nil {
-		err = c.acquireError(ctx, expired(), wait, err)
+		// Nothing was sent for the operation yet: safe to retry.
+		err = markNotSent(c.acquireError(ctx, expired(), wait, err))
 	}
 	release()
 	return pc, err
@@ -81,14 +136,14 @@ func (c *Client) acquireError(ctx context.Context, timedOut bool, wait time.Dura
 // statement (ErrQueryTimeout), or less if ctx ends sooner.
 func (c *Client) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	var tag pgconn.CommandTag
-	err := c.run(ctx, opExec, func(ctx context.Context) error {
+	err := c.run(ctx, opExec, func(ctx context.Context, _ func(error)) (bool, error) {
 		pc, err := c.acquire(ctx)
 		if err != nil {
-			return err
+			return false, err
 		}
 		defer pc.Release()
 		tag, err = c.exec(ctx, pc.Conn(), pc.Conn(), sql, args)
-		return err
+		return false, err
 	})
 	return tag, err
 }
@@ -116,19 +171,23 @@ func (c *Client) exec(ctx context.Context, conn *pgx.Conn, q querier, sql string
 // the end: rows that are never closed are a leak. On error the returned rows
 // are closed and carry the error too, as with pgx.
 func (c *Client) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	var rows pgx.Rows
-	err := c.run(ctx, opQuery, func(ctx context.Context) error {
+	var rs pgx.Rows
+	err := c.run(ctx, opQuery, func(ctx context.Context, done func(error)) (bool, error) {
 		pc, err := c.acquire(ctx)
 		if err != nil {
-			return err
+			return false, err
 		}
-		rows, err = c.query(ctx, pc.Conn(), pc.Conn(), pc, sql, args)
-		return err
+		rs, err = c.query(ctx, pc.Conn(), pc.Conn(), pc, sql, args)
+		if err != nil {
+			return false, err
+		}
+		rs.(*rows).done = done
+		return true, nil
 	})
-	if rows == nil {
-		rows = &errRows{err: err}
+	if err != nil {
+		return &errRows{err: err}, err
 	}
-	return rows, err
+	return rs, nil
 }
 
 // query runs sql; pc, when not nil, is released when the rows close.
@@ -147,23 +206,27 @@ func (c *Client) query(ctx context.Context, conn *pgx.Conn, q querier, pc *pgxpo
 
 // QueryRow runs sql on a pooled connection; the connection is released when
 // Scan is called. Errors, ErrPoolExhausted included, are returned by Scan.
+// A transient failure is retried within Scan when nothing was sent or ctx is
+// marked Idempotent (RetryConfig.StatementRetries).
 func (c *Client) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	var row pgx.Row
-	err := c.run(ctx, opQueryRow, func(ctx context.Context) error {
+	var r *row
+	err := c.run(ctx, opQueryRow, func(ctx context.Context, done func(error)) (bool, error) {
 		pc, err := c.acquire(ctx)
 		if err != nil {
-			return err
+			return false, err
 		}
-		row = c.queryRow(ctx, pc.Conn(), pc.Conn(), pc, sql, args)
-		return nil
+		r = c.queryRow(ctx, pc.Conn(), pc.Conn(), pc, sql, args)
+		r.done = done
+		return true, nil
 	})
 	if err != nil {
 		return &errRow{err: err}
 	}
-	return row
+	r.ctx, r.sql, r.args, r.retry = ctx, sql, args, true
+	return r
 }
 
-func (c *Client) queryRow(ctx context.Context, conn *pgx.Conn, q querier, pc *pgxpool.Conn, sql string, args []any) pgx.Row {
+func (c *Client) queryRow(ctx context.Context, conn *pgx.Conn, q querier, pc *pgxpool.Conn, sql string, args []any) *row {
 	st := c.startStatement(ctx, conn)
 	return &row{r: q.QueryRow(ctx, sql, args...), c: c, st: st, pc: pc}
 }
@@ -175,13 +238,15 @@ func (c *Client) queryRow(ctx context.Context, conn *pgx.Conn, q querier, pc *pg
 // results' methods.
 func (c *Client) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	var br pgx.BatchResults
-	err := c.run(ctx, opBatch, func(ctx context.Context) error {
+	err := c.run(ctx, opBatch, func(ctx context.Context, done func(error)) (bool, error) {
 		pc, err := c.acquire(ctx)
 		if err != nil {
-			return err
+			return false, err
 		}
-		br = c.sendBatch(ctx, pc.Conn(), pc.Conn(), pc, b)
-		return nil
+		res := c.sendBatch(ctx, pc.Conn(), pc.Conn(), pc, b)
+		res.done = done
+		br = res
+		return true, nil
 	})
 	if err != nil {
 		return pgx.FailedBatchResults(b, err)
@@ -189,7 +254,7 @@ func (c *Client) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	return br
 }
 
-func (c *Client) sendBatch(ctx context.Context, conn *pgx.Conn, q querier, pc *pgxpool.Conn, b *pgx.Batch) pgx.BatchResults {
+func (c *Client) sendBatch(ctx context.Context, conn *pgx.Conn, q querier, pc *pgxpool.Conn, b *pgx.Batch) *batchResults {
 	st := c.startStatement(ctx, conn)
 	res := &batchResults{br: q.SendBatch(ctx, b), c: c, st: st, pc: pc}
 	if t := res.br.Tx(); t != nil {
@@ -205,14 +270,14 @@ func (c *Client) sendBatch(ctx context.Context, conn *pgx.Conn, q querier, pc *p
 // statement for QueryTimeout.
 func (c *Client) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
 	var n int64
-	err := c.run(ctx, opCopy, func(ctx context.Context) error {
+	err := c.run(ctx, opCopy, func(ctx context.Context, _ func(error)) (bool, error) {
 		pc, err := c.acquire(ctx)
 		if err != nil {
-			return err
+			return false, err
 		}
 		defer pc.Release()
 		n, err = c.copyFrom(ctx, pc.Conn(), pc.Conn(), table, columns, src)
-		return err
+		return false, err
 	})
 	return n, err
 }
@@ -229,13 +294,13 @@ func (c *Client) copyFrom(ctx context.Context, conn *pgx.Conn, q querier, table 
 // QueryTimeout.
 func (c *Client) Acquire(ctx context.Context) (*Conn, error) {
 	var conn *Conn
-	err := c.run(ctx, opAcquire, func(ctx context.Context) error {
+	err := c.run(ctx, opAcquire, func(ctx context.Context, _ func(error)) (bool, error) {
 		pc, err := c.acquire(ctx)
 		if err != nil {
-			return err
+			return false, err
 		}
 		conn = &Conn{c: c, pc: pc}
-		return nil
+		return false, nil
 	})
 	return conn, err
 }

@@ -1,6 +1,8 @@
 package pgclient
 
 import (
+	"context"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -14,6 +16,7 @@ type rows struct {
 	c      *Client
 	st     *connState    // statement timer to stop; nil if not armed
 	pc     *pgxpool.Conn // nil inside a Tx or an acquired Conn
+	done   func(error)   // reports the outcome to the breaker; nil inside a Tx or a Conn
 	err    error
 	closed bool
 }
@@ -28,6 +31,10 @@ func (r *rows) Close() {
 	if r.pc != nil {
 		r.pc.Release()
 		r.pc = nil
+	}
+	if r.done != nil {
+		r.done(r.err)
+		r.done = nil
 	}
 }
 
@@ -78,12 +85,20 @@ func (r *errRows) RawValues() [][]byte                          { return nil }
 func (r *errRows) Conn() *pgx.Conn                              { return nil }
 func (r *errRows) TypeMap() *pgtype.Map                         { return nil }
 
-// row releases its connection when scanned.
+// row releases its connection when scanned. A row of Client.QueryRow
+// (retry set) runs its statement again when Scan fails in a way that may
+// be retried.
 type row struct {
-	r  pgx.Row
-	c  *Client
-	st *connState
-	pc *pgxpool.Conn
+	r    pgx.Row
+	c    *Client
+	st   *connState
+	pc   *pgxpool.Conn
+	done func(error) // reports the outcome to the breaker; nil inside a Tx or a Conn
+
+	retry bool
+	ctx   context.Context
+	sql   string
+	args  []any
 }
 
 func (r *row) Scan(dest ...any) error {
@@ -92,6 +107,14 @@ func (r *row) Scan(dest ...any) error {
 	if r.pc != nil {
 		r.pc.Release()
 		r.pc = nil
+	}
+	if r.done != nil {
+		r.done(err)
+		r.done = nil
+	}
+	if err != nil && r.retry && r.c.res.policies[retryStatement].retries > 0 && retryableStatement(r.ctx, err) {
+		r.retry = false
+		err = r.c.rescan(r.ctx, r.sql, r.args, dest, err)
 	}
 	return err
 }
@@ -108,6 +131,7 @@ type batchResults struct {
 	st     *connState
 	pc     *pgxpool.Conn
 	tx     *tx
+	done   func(error) // reports the outcome to the breaker; nil inside a Tx or a Conn
 	closed bool
 	err    error
 }
@@ -126,6 +150,10 @@ func (b *batchResults) Close() error {
 	if b.pc != nil {
 		b.pc.Release()
 		b.pc = nil
+	}
+	if b.done != nil {
+		b.done(b.err)
+		b.done = nil
 	}
 	return b.err
 }

@@ -137,6 +137,15 @@ type Stats struct {
 	// their lookups.
 	StatementCacheHits   int64 `json:"statement_cache_hits"`
 	StatementCacheMisses int64 `json:"statement_cache_misses"`
+
+	// Retries counts operations attempted again after a transient failure
+	// (connect, statement and transaction retries; see RetryConfig).
+	Retries int64 `json:"retries"`
+	// BreakerState is the circuit breaker's state: closed, half-open or open.
+	BreakerState string `json:"breaker_state"`
+	// BreakerRejections counts operations the circuit breaker refused with
+	// ErrUnavailable.
+	BreakerRejections int64 `json:"breaker_rejections"`
 }
 
 // Stats returns the current statistics. It takes the pool's lock briefly.
@@ -180,6 +189,9 @@ func (c *Client) Stats() Stats {
 	lookups, misses := t.cacheLookups, t.cacheMisses
 	s.StatementCacheMisses = misses
 	s.StatementCacheHits = max(lookups-misses, 0)
+	s.Retries = c.res.retryCount()
+	s.BreakerState = c.BreakerStatus().State.String()
+	s.BreakerRejections = c.res.breaker.rejections()
 	return s
 }
 

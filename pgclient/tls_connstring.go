@@ -13,9 +13,10 @@ import (
 // syntax and precedence: the connection string, then the PG* environment
 // variable, then the default.
 
-// tlsEnv maps the connection parameters the client reads to their
+// connEnv maps the connection parameters the client reads to their
 // environment variables.
-var tlsEnv = map[string]string{
+var connEnv = map[string]string{
+	"connect_timeout":          "PGCONNECT_TIMEOUT",
 	"sslmode":                  "PGSSLMODE",
 	"sslrootcert":              "PGSSLROOTCERT",
 	"sslcert":                  "PGSSLCERT",
@@ -32,7 +33,7 @@ func connSetting(settings map[string]string, key string) string {
 	if v, ok := settings[key]; ok {
 		return v
 	}
-	if env, ok := tlsEnv[key]; ok {
+	if env, ok := connEnv[key]; ok {
 		return os.Getenv(env)
 	}
 	return ""

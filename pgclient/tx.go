@@ -23,16 +23,16 @@ func (c *Client) Begin(ctx context.Context) (pgx.Tx, error) {
 // the pool clean.
 func (c *Client) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 	var t pgx.Tx
-	err := c.run(ctx, opBegin, func(ctx context.Context) error {
+	err := c.run(ctx, opBegin, func(ctx context.Context, _ func(error)) (bool, error) {
 		pc, err := c.acquire(ctx)
 		if err != nil {
-			return err
+			return false, err
 		}
 		t, err = c.beginTx(ctx, pc.Conn(), pc, opts)
 		if err != nil {
 			pc.Release()
 		}
-		return err
+		return false, err
 	})
 	if err != nil {
 		return nil, err
@@ -52,32 +52,66 @@ func (c *Client) beginTx(ctx context.Context, conn *pgx.Conn, pc *pgxpool.Conn, 
 // InTx runs fn in a transaction and commits when fn returns nil; when fn
 // returns an error or panics, it rolls back and returns fn's error (or
 // re-panics). fn must not keep the transaction after it returns.
+//
+// When the transaction fails with a serialization failure, a deadlock or a
+// lock timeout (ClassRetryTx), or a statement in fn fails transiently before
+// anything was sent, InTx rolls back and calls fn again with a new
+// transaction (RetryConfig.TxRetries, with backoff). fn must therefore have
+// no effect outside the transaction, or only effects that are safe to
+// repeat. A transient failure at COMMIT is never retried: the transaction
+// may have committed, and the error says so.
 func (c *Client) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return c.InTxOptions(ctx, pgx.TxOptions{}, fn)
 }
 
 // InTxOptions is InTx with transaction options (isolation level, read only,
 // deferrable).
-func (c *Client) InTxOptions(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) (err error) {
+func (c *Client) InTxOptions(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	err := c.inTx(ctx, opts, fn)
+	if err != nil && c.res.policies[retryTx].retries > 0 && retryableTx(err) {
+		first := err
+		err = c.res.retry(ctx, retryTx, retryableTx, func(n int) error {
+			if n == 1 {
+				return first
+			}
+			return c.inTx(ctx, opts, fn)
+		})
+	}
+	var f *txFailure
+	if errors.As(err, &f) && f == err {
+		return f.err
+	}
+	return err
+}
+
+// inTx makes one attempt of InTxOptions. Its error is a *txFailure saying
+// where the attempt failed.
+func (c *Client) inTx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) (err error) {
 	t, err := c.BeginTx(ctx, opts)
 	if err != nil {
-		return err
+		return &txFailure{stage: txBegin, err: err}
 	}
 	defer func() {
 		if p := recover(); p != nil {
 			_ = t.Rollback(ctx)
 			panic(p)
 		}
-		if err != nil {
+		if f, ok := err.(*txFailure); ok && f.stage == txBody {
 			if rerr := t.Rollback(ctx); rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) {
-				err = errors.Join(err, fmt.Errorf("pgclient: rollback: %w", rerr))
+				f.err = errors.Join(f.err, fmt.Errorf("pgclient: rollback: %w", rerr))
 			}
 		}
 	}()
-	if err = fn(t); err != nil {
-		return err
+	if err := fn(t); err != nil {
+		return &txFailure{stage: txBody, err: err}
 	}
-	return t.Commit(ctx)
+	if err := t.Commit(ctx); err != nil {
+		if IsTransient(err) {
+			err = fmt.Errorf("pgclient: commit failed and the transaction may have committed (check before running it again): %w", err)
+		}
+		return &txFailure{stage: txCommit, err: err}
+	}
+	return nil
 }
 
 // tx is a pgx.Tx whose statements get QueryTimeout and which releases its
