@@ -52,6 +52,7 @@ func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash tests start their own PostgreSQL and send 10k webhooks per fault")
 	}
+	t.Parallel() // its own cluster: the other tests are not affected by its faults
 	cl := testdb.NewCluster(t, pgembed.Config{})
 	newDB := crashDatabases(t, cl)
 
