@@ -43,6 +43,9 @@ type Config struct {
 	Log LogConfig `yaml:"log"`
 
 	// Database is the primary PostgreSQL. Its URL falls back to DATABASE_URL.
+	// It is kept as given: pgclient fills its defaults when a pool opens,
+	// because some of them (TLS mode, pool sizes) come from the URL, which
+	// `dev` and each service's override may still replace.
 	Database DatabaseConfig `yaml:"database"`
 
 	// Services configures each service.
@@ -84,7 +87,6 @@ func (c Config) WithDefaults() Config {
 	c.Environment = orDefault(c.Environment, EnvDevelopment)
 	c.Log.Level = orDefault(c.Log.Level, "info")
 	c.Log.Format = orDefault(c.Log.Format, "text")
-	c.Database = c.Database.WithDefaults()
 	c.Kafka = c.Kafka.WithDefaults()
 	c.Retention = c.Retention.WithDefaults()
 	c.Services = c.Services.WithDefaults()
@@ -120,7 +122,7 @@ func (c Config) Validate() error {
 	errs = append(errs, prefixed("database", validateDatabase(c.Database))...)
 	if c.Environment == EnvProduction && c.Database.URL != "" {
 		// TLS weaker than verify-full is for development only.
-		errs = append(errs, prefixed("database", c.Database.CheckProduction())...)
+		errs = append(errs, prefixed("database", c.Database.WithDefaults().CheckProduction())...)
 	}
 	errs = append(errs, prefixed("kafka", c.Kafka.Validate())...)
 	errs = append(errs, prefixed("retention", c.Retention.Validate())...)
@@ -227,8 +229,10 @@ func decodeYAML(raw []byte, c *Config) error {
 	return nil
 }
 
-// YAML renders c as YAML with secrets redacted.
+// YAML renders c as YAML with secrets redacted and the database defaults
+// filled in, as a pool opened from it would see them.
 func (c Config) YAML() ([]byte, error) {
+	c.Database = c.Database.WithDefaults()
 	r := Redacted(c)
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)

@@ -14,6 +14,7 @@ type DatabaseConfig = pgclient.Config
 // validateDatabase validates the database section. An empty URL is allowed
 // here: `dev` starts its own database, and the commands that need one say so.
 func validateDatabase(d DatabaseConfig) error {
+	d = d.WithDefaults()
 	err := d.Validate()
 	if err == nil || d.URL != "" {
 		return err

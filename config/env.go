@@ -180,6 +180,7 @@ type Setting struct {
 func Settings() []Setting {
 	var out []Setting
 	c := Default()
+	c.Database = c.Database.WithDefaults()
 	walkFields(reflect.ValueOf(&c).Elem(), nil, func(p []string, v reflect.Value) {
 		out = append(out, Setting{Path: strings.Join(p, "."), Env: envName(p), Default: formatDefault(v)})
 	})

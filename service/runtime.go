@@ -111,6 +111,28 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 			w.WriteLimited(d.Key(), d.AuditEvent())
 		}
 	}
+	// Connection, authentication and TLS failures and breaker transitions
+	// go to the audit log the same way, rate-limited per event type. Those
+	// raised while the pool cannot connect are written once it can; those
+	// raised before the writer exists (failed warm-up) are only logged.
+	dbc.OnSecurityEvent = func(ev pgclient.SecurityEvent) {
+		if w := auditor.Load(); w != nil {
+			w.WriteLimited(ev.Type, store.AuditEvent{
+				Type: ev.Type, Success: ev.Success, ClientInfo: ev.ClientInfo(), ErrorDetails: ev.Details, CreatedAt: ev.At,
+			})
+		}
+	}
+	// Failed connections (authentication, TLS) and the circuit breaker
+	// opening and closing go there too. Those raised while Open is still
+	// connecting have no writer yet; pgclient logs every one of them.
+	dbc.OnSecurityEvent = func(ev pgclient.SecurityEvent) {
+		if w := auditor.Load(); w != nil {
+			w.WriteLimited(ev.Type+" "+ev.User+"@"+ev.Host, store.AuditEvent{
+				Type: ev.Type, ClientInfo: ev.ClientInfo(), Success: ev.Success,
+				ErrorDetails: ev.Details, CreatedAt: ev.At,
+			})
+		}
+	}
 
 	ln := o.Listener
 	if ln == nil {

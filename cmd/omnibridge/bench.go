@@ -156,7 +156,11 @@ func newBenchIngestCmd(g *globals) *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), res)
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "receiver: %s\nnaive:    %s\nratio %.2f×\n", res.Ours, res.Baseline, res.Ratio)
+			for _, r := range []bench.IngestRun{res.Ours, res.Baseline} {
+				fmt.Fprintf(out, "%-9s %8.0f acked/s  p50 %.2f ms  p99 %.2f ms  max %.1f ms  lost %d  peak RSS %.0f MiB\n",
+					r.Name, r.Rate, r.P50Ms, r.P99Ms, r.MaxMs, r.Lost, float64(r.PeakRSSBytes)/(1<<20))
+			}
+			fmt.Fprintf(out, "ratio %.2f× (%d senders, %d-byte bodies)\n", res.Ratio, res.Concurrency, res.BodySize)
 			return nil
 		},
 	}

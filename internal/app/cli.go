@@ -19,7 +19,9 @@ func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*pgcli
 	dbc := cfg.Database
 	dbc.ServiceName = CLIServiceName
 	dbc.MinConns = -1 // connect on demand
-	dbc.MaxConns = min(dbc.MaxConns, 4)
+	if dbc.MaxConns == 0 || dbc.MaxConns > 4 {
+		dbc.MaxConns = 4
+	}
 	dbc.Logger = log
 	client, err := pgclient.Open(ctx, dbc)
 	if err != nil {
