@@ -47,7 +47,6 @@ type Options struct {
 type Runtime struct {
 	Name       string
 	InstanceID string
-	SessionID  uuid.UUID
 	Log        *slog.Logger
 	DB         *pgclient.Client
 	Store      *store.Store
@@ -61,6 +60,10 @@ type Runtime struct {
 	version  string
 	listener net.Listener
 	server   *http.Server
+	// session is the id of the current service session; the heartbeat
+	// replaces it when the reaper has closed the previous one.
+	session  atomic.Pointer[uuid.UUID]
+	sessMeta map[string]any
 
 	mu      sync.Mutex
 	ready   []namedCheck
@@ -111,20 +114,11 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 			w.WriteLimited(d.Key(), d.AuditEvent())
 		}
 	}
-	// Connection, authentication and TLS failures and breaker transitions
-	// go to the audit log the same way, rate-limited per event type. Those
-	// raised while the pool cannot connect are written once it can; those
-	// raised before the writer exists (failed warm-up) are only logged.
-	dbc.OnSecurityEvent = func(ev pgclient.SecurityEvent) {
-		if w := auditor.Load(); w != nil {
-			w.WriteLimited(ev.Type, store.AuditEvent{
-				Type: ev.Type, Success: ev.Success, ClientInfo: ev.ClientInfo(), ErrorDetails: ev.Details, CreatedAt: ev.At,
-			})
-		}
-	}
 	// Failed connections (authentication, TLS) and the circuit breaker
-	// opening and closing go there too. Those raised while Open is still
-	// connecting have no writer yet; pgclient logs every one of them.
+	// opening and closing go there too, rate-limited per event type, user
+	// and host (the writer bounds the number of keys). Those raised while
+	// the pool cannot connect are written once it can; those raised while
+	// Open is still connecting have no writer yet; pgclient logs every one.
 	dbc.OnSecurityEvent = func(ev pgclient.SecurityEvent) {
 		if w := auditor.Load(); w != nil {
 			w.WriteLimited(ev.Type+" "+ev.User+"@"+ev.Host, store.AuditEvent{
@@ -166,7 +160,6 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 	r := &Runtime{
 		Name:       o.Name,
 		InstanceID: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8]),
-		SessionID:  uuid.Must(uuid.NewV7()),
 		Log:        log,
 		DB:         client,
 		Store:      st,
@@ -197,10 +190,8 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	meta := map[string]any{"version": o.Version, "address": ln.Addr().String(), "pid": os.Getpid()}
-	if _, err := st.CreateSession(ctx, store.Session{
-		ID: r.SessionID, ServiceName: o.Name, InstanceID: r.InstanceID, Metadata: meta,
-	}); err != nil {
+	r.sessMeta = map[string]any{"version": o.Version, "address": ln.Addr().String(), "pid": os.Getpid()}
+	if err := r.registerSession(ctx); err != nil {
 		_ = audit.Close(ctx)
 		client.Close()
 		ln.Close()
@@ -208,6 +199,24 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 	}
 	return r, nil
 }
+
+// registerSession creates a new active session for this instance and makes
+// it the current one.
+func (r *Runtime) registerSession(ctx context.Context) error {
+	s, err := r.Store.CreateSession(ctx, store.Session{
+		ServiceName: r.Name, InstanceID: r.InstanceID, Metadata: r.sessMeta,
+	})
+	if err != nil {
+		return err
+	}
+	r.session.Store(&s.ID)
+	return nil
+}
+
+// SessionID is the id of the instance's current service session. It changes
+// when the session was closed by the reaper (after missed heartbeats, say
+// during a database outage) and the heartbeat registered a new one.
+func (r *Runtime) SessionID() uuid.UUID { return *r.session.Load() }
 
 // Addr is the address the HTTP server listens on.
 func (r *Runtime) Addr() string { return r.listener.Addr().String() }
@@ -293,7 +302,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- r.server.Serve(r.listener) }()
-	r.Log.Info("service: started", "addr", r.Addr(), "instance_id", r.InstanceID, "session_id", r.SessionID)
+	r.Log.Info("service: started", "addr", r.Addr(), "instance_id", r.InstanceID, "session_id", r.SessionID())
 
 	var runErr error
 	select {
@@ -329,7 +338,7 @@ func (r *Runtime) shutdown(stopWork context.CancelCauseFunc, wg *sync.WaitGroup,
 	if cause != nil {
 		status = store.SessionFailed
 	}
-	if err := r.Store.EndSession(ctx, r.SessionID, status); err != nil {
+	if err := r.Store.EndSession(ctx, r.SessionID(), status); err != nil {
 		errs = append(errs, fmt.Errorf("end session: %w", err))
 	}
 	if err := r.Audit.Close(ctx); err != nil {
@@ -365,12 +374,30 @@ func (r *Runtime) heartbeat(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			hctx, cancel := context.WithTimeout(ctx, r.cfg.HeartbeatInterval)
-			if err := r.Store.Heartbeat(hctx, r.SessionID); err != nil && ctx.Err() == nil {
+			if err := r.beat(hctx); err != nil && ctx.Err() == nil {
 				r.Log.Warn("service: heartbeat failed", "err", err)
 			}
 			cancel()
 		}
 	}
+}
+
+// beat moves the session's last_seen. A session that is no longer active was
+// closed by the reaper while this instance could not heartbeat (a database
+// outage, a long pause): the instance is alive, so it registers a new session
+// rather than running on without one.
+func (r *Runtime) beat(ctx context.Context) error {
+	old := r.SessionID()
+	err := r.Store.Heartbeat(ctx, old)
+	if !errors.Is(err, store.ErrSessionNotActive) && !errors.Is(err, store.ErrSessionNotFound) {
+		return err
+	}
+	if err := r.registerSession(ctx); err != nil {
+		return fmt.Errorf("session %s was closed; register a new one: %w", old, err)
+	}
+	r.Log.Warn("service: session was closed after missed heartbeats; registered a new one",
+		"old_session_id", old, "session_id", r.SessionID())
+	return nil
 }
 
 func (r *Runtime) recordPool(ctx context.Context) error {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omnibridge/omnibridge/internal/testdb"
@@ -296,4 +297,33 @@ func TestPoolDegradationIsAudited(t *testing.T) {
 		return true
 	}, 20*time.Second, 50*time.Millisecond, "the high-utilization episode reaches the audit log once a connection is free")
 	require.Contains(t, types, "degradation.database.high_utilization")
+}
+
+func TestReapedSessionIsReplacedByTheNextHeartbeat(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	first := b.rt.SessionID()
+	stop := b.run(t)
+
+	// The reaper closes the session as if the instance had been silent.
+	_, err := b.rt.Store.ReapSessions(context.Background(), time.Nanosecond)
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool {
+		for _, s := range sessionsOf(t, b.url) {
+			if s.ID != first && s.Status == store.SessionActive {
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 20*time.Millisecond, "the next heartbeat registers a new active session")
+	require.NotEqual(t, first, b.rt.SessionID())
+
+	require.NoError(t, stop())
+	byID := map[uuid.UUID]store.SessionStatus{}
+	for _, s := range sessionsOf(t, b.url) {
+		byID[s.ID] = s.Status
+	}
+	require.Equal(t, store.SessionTerminated, byID[first])
+	require.Equal(t, store.SessionEnded, byID[b.rt.SessionID()], "shutdown ends the current session")
 }
