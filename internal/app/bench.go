@@ -42,12 +42,15 @@ func OpenBenchDB(ctx context.Context, cfg config.Config, log *slog.Logger) (*Ben
 		b.cluster = cl
 		b.admin = cl.URL("postgres")
 	}
+	// Parse before creating: Close drops the scratch database only once its
+	// URL is known.
+	u, err := url.Parse(b.admin)
+	if err != nil || u.Scheme == "" {
+		return nil, errors.Join(fmt.Errorf("bench needs a URL-form database URL (postgres://…), not %q: %v",
+			config.RedactURL(b.admin), err), b.Close())
+	}
 	if err := adminExec(ctx, b.admin, "CREATE DATABASE "+pgx.Identifier{b.name}.Sanitize()); err != nil {
 		return nil, errors.Join(fmt.Errorf("create scratch database (the user needs CREATEDB): %w", err), b.Close())
-	}
-	u, err := url.Parse(b.admin)
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("bench needs a URL-form database URL: %w", err), b.Close())
 	}
 	u.Path = "/" + b.name
 	b.URL = u.String()

@@ -84,14 +84,18 @@ func (r *HealthReport) add(c ComponentHealth) {
 func CheckHealth(ctx context.Context, cfg config.Config, log *slog.Logger, th HealthThresholds) HealthReport {
 	th = th.withDefaults()
 	rep := HealthReport{Status: Healthy, CheckedAt: time.Now()}
-	client, st, err := OpenStore(ctx, cfg, log)
+	// The database check is bounded like the others: an unreachable or
+	// black-holed server must give "unhealthy", not a hung command.
+	dctx, cancel := context.WithTimeout(ctx, th.Timeout)
+	defer cancel()
+	client, st, err := OpenStore(dctx, cfg, log)
 	if err != nil {
 		rep.add(ComponentHealth{Name: "database", Status: Unhealthy, Detail: err.Error()})
 		return rep
 	}
 	defer client.Close()
 
-	h := client.Health(ctx)
+	h := client.Health(dctx)
 	dbc := ComponentHealth{Name: "database", Status: string(h.Status),
 		Detail: fmt.Sprintf("test query %.1f ms", h.QueryTest.ResponseTimeMS),
 		Data:   map[string]any{"query_test": h.QueryTest, "reasons": h.Reasons}}

@@ -166,9 +166,19 @@ func mountCoordinator(ctx context.Context, cfg config.Config, rt *service.Runtim
 		return err
 	}
 	rt.Go(m.Run)
-	reapAfter := service.DefaultSessionReapMultiplier * cfg.Services.WorkflowCoordinator.Runtime.HeartbeatInterval
+	reapAfter := service.DefaultSessionReapMultiplier * maxHeartbeat(cfg.Services)
 	rt.Go(func(ctx context.Context) error { return reapSessions(ctx, rt, reapAfter) })
 	return nil
+}
+
+// maxHeartbeat is the longest heartbeat interval of the configured services.
+// The reaper closes the sessions of every service, not only the coordinator's,
+// so it must wait for the slowest of them: a receiver that heartbeats every
+// minute is not silent after three of the coordinator's 10 s intervals.
+func maxHeartbeat(s config.ServicesConfig) time.Duration {
+	return max(s.HookReceiver.Runtime.HeartbeatInterval,
+		s.WorkflowCoordinator.Runtime.HeartbeatInterval,
+		s.ModelMetrics.Runtime.HeartbeatInterval)
 }
 
 // newMaintainer builds the retention maintainer: its leader lock lives on a
