@@ -7,6 +7,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -84,21 +85,14 @@ func Default() Config {
 
 // WithDefaults returns a copy of c with every unset field given its default.
 func (c Config) WithDefaults() Config {
-	c.Environment = orDefault(c.Environment, EnvDevelopment)
-	c.Log.Level = orDefault(c.Log.Level, "info")
-	c.Log.Format = orDefault(c.Log.Format, "text")
+	c.Environment = cmp.Or(c.Environment, EnvDevelopment)
+	c.Log.Level = cmp.Or(c.Log.Level, "info")
+	c.Log.Format = cmp.Or(c.Log.Format, "text")
 	c.Kafka = c.Kafka.WithDefaults()
 	c.Retention = c.Retention.WithDefaults()
 	c.Services = c.Services.WithDefaults()
-	c.Dev.DataDir = orDefault(c.Dev.DataDir, ".omnibridge/pgdata")
+	c.Dev.DataDir = cmp.Or(c.Dev.DataDir, ".omnibridge/pgdata")
 	return c
-}
-
-func orDefault(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
 
 // Validate reports every invalid field at once, each naming the field and its value.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -31,12 +32,20 @@ func newDevCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if tail {
-				ctx, cancel := context.WithCancel(cmd.Context())
-				defer cancel()
-				go func() { _ = d.Tail(ctx, cmd.OutOrStdout()) }()
+			if !tail {
+				return d.Run(cmd.Context())
 			}
-			return d.Run(cmd.Context())
+			// Tail until the services stop, then let it finish before the
+			// broker goes away.
+			ctx, cancel := context.WithCancel(cmd.Context())
+			tailed := make(chan error, 1)
+			go func() { tailed <- d.Tail(ctx, cmd.OutOrStdout()) }()
+			err = d.Services.Run(ctx)
+			cancel()
+			if terr := <-tailed; terr != nil {
+				log.Warn("dev: tail stopped", "err", terr)
+			}
+			return errors.Join(err, d.Close())
 		},
 	}
 	cmd.Flags().BoolVar(&fresh, "fresh", false, "delete the kept development database and start over")

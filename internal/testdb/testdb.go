@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -201,15 +202,15 @@ func templateDB() (string, error) {
 		return "", err
 	}
 	db, err := migrations.OpenDB(ctx, withDatabase(state.adminURL, name))
-	if err != nil {
-		return "", err
+	if err == nil {
+		_, err = migrations.Up(ctx, db)
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
 	}
-	_, err = migrations.Up(ctx, db)
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
-		return "", fmt.Errorf("migrate template: %w", err)
+		// Leave nothing half-made behind on a shared server.
+		return "", errors.Join(fmt.Errorf("migrate template: %w", err), dropDatabase(ctx, name))
 	}
 	state.template = name
 	return name, nil
