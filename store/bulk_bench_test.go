@@ -309,7 +309,7 @@ func BenchmarkBulkInsertEvents(b *testing.B) {
 		}},
 		{"temp_copy", func(ev []store.NewEvent) error { return tempTableInsertEvents(ctx, eb.pool, ev) }},
 	}
-	for _, n := range []int{100, 200, 400, 1000, 10000} {
+	for _, n := range []int{100, 200, 400, 1000, 3000, 10000} {
 		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
 			truncateEvents(b, eb.pool)
 			elapsed := make([]time.Duration, len(methods))

@@ -106,7 +106,7 @@ func TestBulkInsertAnyTableBothMethods(t *testing.T) {
 
 func TestBulkInsertEventsDeduplicatesOnBothSides(t *testing.T) {
 	t.Parallel()
-	for _, size := range []int{store.DefaultEventsCopyThreshold / 4, store.DefaultEventsCopyThreshold * 2} {
+	for _, size := range []int{store.DefaultEventsCopyThreshold / 8, store.DefaultEventsCopyThreshold + 200} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			t.Parallel()
 			b := setupEvents(t)
