@@ -47,12 +47,15 @@ func (s *Store) BulkInsertEvents(ctx context.Context, events []NewEvent) (BulkRe
 // BulkInsertEventsWith implements ADR-016's adaptive_bulk_insert for hook
 // events, deduplicated as InsertEvents does it, in one transaction. Below
 // opts.EventsCopyThreshold events it sends InsertEvents' single statement;
-// from it, it reserves the deliveries with one INSERT … ON CONFLICT DO NOTHING and
-// COPYs the events whose reservation succeeded (and those without a delivery
-// id) straight into hook_events, which measured faster than COPY into a
-// temporary table followed by INSERT … SELECT … ON CONFLICT. Batches with
-// explicit ids (imports) always take the INSERT path in chunks, because an
-// (id, created_at) stored before must count as a duplicate, not fail the COPY.
+// from it, it reserves the deliveries with one INSERT … ON CONFLICT DO
+// NOTHING and COPYs the events whose reservation succeeded (and those
+// without a delivery id) straight into hook_events. The textbook alternative,
+// COPY into a temporary table and then INSERT … SELECT … ON CONFLICT,
+// measured no faster from 1000 to 10000 events and half as fast at 100 (it
+// creates and drops a table per call; see BenchmarkBulkInsertEvents).
+// Batches with explicit ids (imports) always take the INSERT path, in chunks,
+// because an (id, created_at) stored before must count as a duplicate, not
+// fail the COPY.
 //
 // Validation comes first: one bad event rejects the whole call with a
 // *ValidationError naming its index, and nothing is written.
