@@ -31,7 +31,7 @@ const (
 	DefaultUtilizationWarnAfter   = 10 * time.Second
 	DefaultHealthTimeout          = 2 * time.Second
 	DefaultHealthSlowQuery        = 500 * time.Millisecond
-	DefaultConnectTimeout         = 10 * time.Second
+	DefaultConnectTimeout         = 5 * time.Second
 )
 
 // Query execution modes accepted by Config.ExecMode. They map one to one to
@@ -179,8 +179,10 @@ type Config struct {
 	OnDegradation func(DegradationEvent) `yaml:"-"`
 
 	// ConnectTimeout bounds one attempt to open a connection, TLS and
-	// authentication included (pgx's connect_timeout, per host). Defaults to
-	// the URL's connect_timeout, else 10s.
+	// authentication included (pgx's connect_timeout, per host). Keep it
+	// below AcquireTimeout, so that a server that does not answer shows as a
+	// failed connection rather than as an exhausted pool. Defaults to the
+	// URL's connect_timeout, else 5s.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 
 	// TLS configures TLS to the server; see TLSConfig and docs/security.md.

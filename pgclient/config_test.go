@@ -37,7 +37,7 @@ func TestConfigDefaults(t *testing.T) {
 		UtilizationWarnAfter:   10 * time.Second,
 		HealthTimeout:          2 * time.Second,
 		HealthSlowQuery:        500 * time.Millisecond,
-		ConnectTimeout:         10 * time.Second,
+		ConnectTimeout:         5 * time.Second,
 		TLS:                    pgclient.TLSConfig{Mode: "require", MinVersion: "1.2", CipherSuites: pgclient.DefaultTLSCipherSuites},
 		ChannelBinding:         "prefer",
 		Breaker:                pgclient.BreakerConfig{FailureThreshold: 5, Window: 10 * time.Second, MinRequests: 20, OpenTimeout: 10 * time.Second, HalfOpenProbes: 3},

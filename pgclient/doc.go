@@ -10,10 +10,20 @@
 //   - per-service application_name and optional SET ROLE;
 //   - statement cache hit and miss counts, pipelined batches and COPY;
 //   - Stats and Snapshot with ADR-016's fields, a Prometheus collector, a
-//     high-utilization warning with a degradation callback, and Health.
+//     high-utilization warning with a degradation callback, and Health;
+//   - one classification of errors (Classify, IsTransient, IsRetryableTx,
+//     IsPermanent) that callers use instead of matching messages;
+//   - a circuit breaker (ErrUnavailable, RetryAfter) around connecting and
+//     every operation, counting only transient failures;
+//   - retries with exponential backoff and jitter: connecting, statements
+//     that were not sent or are marked Idempotent, and whole transactions in
+//     InTx after serialization failures and deadlocks;
+//   - TLS built from TLSConfig (no plaintext fallback), require_auth and
+//     channel binding for SCRAM, and SecurityEvents for failed connections
+//     and breaker transitions.
 //
-// Every operation goes through one internal path, where the circuit breaker
-// and retry policy apply.
+// Every operation goes through one internal path (Client.run), where the
+// circuit breaker and the retry policy apply.
 //
 // Configuration comes from Config, whose unset fields are filled from
 // parameters in the connection URL and then from defaults:
@@ -27,5 +37,7 @@
 //	var n int
 //	err = client.QueryRow(ctx, "SELECT count(*) FROM omnibridge.hook_events WHERE source = $1", "github").Scan(&n)
 //
-// docs/pgclient.md lists every option, URL parameter, metric and health rule.
+// docs/pgclient.md lists every option, URL parameter, metric and health rule;
+// docs/resilience.md and docs/security.md describe the breaker, retries, TLS
+// and authentication.
 package pgclient

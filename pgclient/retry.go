@@ -219,8 +219,9 @@ type idempotentKey struct{}
 // retried only when pgx guarantees that nothing was sent
 // (pgconn.SafeToRetry) or no connection could be had.
 //
-// Exec and QueryRow honour the mark; Query honours it when the failure comes
-// before the first row reaches the caller. SendBatch and CopyFrom are never
+// Exec and QueryRow (within Scan) honour the mark; Query honours it when
+// Query itself returns the failure, not when reading the rows does (some
+// rows may have reached the caller). SendBatch and CopyFrom are never
 // retried once sent: their input is consumed as it is sent.
 func Idempotent(ctx context.Context) context.Context {
 	return context.WithValue(ctx, idempotentKey{}, true)
