@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omnibridge/omnibridge/pgclient"
@@ -30,6 +31,8 @@ func TestLatencyBeyondQueryTimeoutOpensTheBreaker(t *testing.T) {
 	cfg.CancelGrace = 50 * time.Millisecond
 	cfg.ConnectTimeout = 300 * time.Millisecond
 	cfg.AcquireTimeout = 5 * time.Second
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
 	events.hook(&cfg)
 	c := openClient(t, cfg)
 	require.NoError(t, selectOne(ctx, c))
@@ -60,10 +63,22 @@ func TestLatencyBeyondQueryTimeoutOpensTheBreaker(t *testing.T) {
 	h := c.Health(ctx)
 	require.Equal(t, pgclient.StatusUnhealthy, h.Status)
 	require.Contains(t, strings.Join(h.Reasons, "; "), "circuit breaker open")
+	require.Equal(t, pgclient.BreakerOpen, h.Breaker.State)
+	require.Equal(t, 2.0, gaugeValue(t, reg, "omnibridge_pgclient_breaker_state", nil))
+	require.Equal(t, 1.0, gaugeValue(t, reg, "omnibridge_pgclient_breaker_transitions_total", map[string]string{"to": "open"}))
+	require.Positive(t, gaugeValue(t, reg, "omnibridge_pgclient_breaker_rejections_total", nil))
 
+	// Once the open timeout has passed, the breaker probes: degraded.
 	x.remove(t, "slow")
+	waitBreaker(t, c, pgclient.BreakerHalfOpen, 5*time.Second)
+	h = c.Health(ctx)
+	require.Equal(t, pgclient.StatusDegraded, h.Status, "%v", h.Reasons)
+	require.Contains(t, strings.Join(h.Reasons, "; "), "half-open")
+	require.Equal(t, 1.0, gaugeValue(t, reg, "omnibridge_pgclient_breaker_state", nil))
+
 	require.Eventually(t, func() bool { return selectOne(ctx, c) == nil }, 10*time.Second, 20*time.Millisecond)
 	require.Equal(t, pgclient.BreakerClosed, c.BreakerStatus().State)
+	require.Equal(t, 0.0, gaugeValue(t, reg, "omnibridge_pgclient_breaker_state", nil))
 	require.Eventually(t, func() bool {
 		return strings.Join(events.transitions(), " ") == "closed→open open→half-open half-open→closed"
 	}, 5*time.Second, 10*time.Millisecond, "transitions: %v", events.transitions())
