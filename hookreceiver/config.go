@@ -24,7 +24,7 @@ const (
 	// QueueBytesDefault is the default BatchConfig.QueueBytes: 128 MiB.
 	QueueBytesDefault = 128 << 20
 	// WritersDefault is the default BatchConfig.Writers.
-	WritersDefault = 2
+	WritersDefault = 4
 	// WritersMax is the largest accepted BatchConfig.Writers.
 	WritersMax = 64
 	// RetryAfterDefault is the default Config.RetryAfter.
@@ -65,9 +65,10 @@ type BatchConfig struct {
 	MaxSize int `yaml:"max_size"`
 
 	// MaxWait is how long a writer that has taken fewer than MaxSize events
-	// waits for more before it commits anyway. It only matters under load
-	// (whatever is queued is always taken at once). Defaults to 1ms; a
-	// negative value never waits. At most 1s.
+	// waits for more before it commits anyway. It waits only while another
+	// writer is committing (under load); otherwise, and for whatever is
+	// already queued, it commits at once. Defaults to 1ms; a negative value
+	// never waits. At most 1s.
 	MaxWait time.Duration `yaml:"max_wait"`
 
 	// QueueSize is the most events waiting for a writer. A request that finds
@@ -82,8 +83,10 @@ type BatchConfig struct {
 	QueueBytes int64 `yaml:"queue_bytes"`
 
 	// Writers is the number of batches committed concurrently, each on its
-	// own connection: one batch fills while another commits. Defaults to 2,
-	// at most 64.
+	// own connection: batches fill while others commit, and their commits
+	// share PostgreSQL's WAL flushes. Defaults to 4 (measured best with fsync
+	// on; see docs/hookreceiver.md), at most 64. The service's pool needs
+	// Writers connections plus one for NOTIFY.
 	Writers int `yaml:"writers"`
 }
 

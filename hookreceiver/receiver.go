@@ -63,6 +63,9 @@ type Receiver struct {
 	// through again (unix nanoseconds); until then requests are answered 503
 	// at once.
 	downUntil atomic.Int64
+	// committing counts the inserts in flight; a writer waits for its batch
+	// to fill only while another one commits.
+	committing atomic.Int32
 
 	notify   chan struct{} // a commit stored new events; capacity 1 coalesces
 	draining chan struct{} // closed by Drain: writers flush and stop

@@ -50,8 +50,10 @@ func (w *writer) loop(ctx context.Context) {
 }
 
 // gather returns a batch that starts with first: whatever is queued, then,
-// while the batch is not full, what arrives within MaxWait, unless stop is
-// closed meanwhile.
+// while the batch is not full and another writer is committing, what arrives
+// within MaxWait (unless stop is closed meanwhile). When no commit is in
+// flight the batch goes at once: waiting would only add latency, since
+// nothing delays the database.
 func (w *writer) gather(first *pending, stop <-chan struct{}) []*pending {
 	q, max := w.r.queue, w.r.cfg.Batch.MaxSize
 	b := append(w.batch[:0], first)
@@ -63,7 +65,7 @@ func (w *writer) gather(first *pending, stop <-chan struct{}) []*pending {
 		b = append(b, p)
 	}
 	wait := w.r.cfg.Batch.MaxWait
-	if len(b) >= max || wait <= 0 {
+	if len(b) >= max || wait <= 0 || w.r.committing.Load() == 0 {
 		return b
 	}
 	w.timer.Reset(wait)
@@ -195,7 +197,9 @@ func (w *writer) insert(b []*pending) ([]store.InsertResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.r.cfg.CommitTimeout)
 	defer cancel()
 	start := time.Now()
+	w.r.committing.Add(1)
 	res, err := w.r.store.InsertEvents(ctx, ev)
+	w.r.committing.Add(-1)
 	clear(ev)
 	if err == nil {
 		w.r.metrics.commitDuration.Observe(time.Since(start).Seconds())

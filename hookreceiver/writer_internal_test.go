@@ -73,7 +73,18 @@ func writerEvent(delivery string) store.NewEvent {
 
 func TestWriterIsolatesRowsTheStoreRefuses(t *testing.T) {
 	t.Parallel()
-	wb := startWriters(t, BatchConfig{MaxSize: 8, MaxWait: time.Second, Writers: 1}, 4)
+	wb := startWriters(t, BatchConfig{MaxSize: 8, Writers: 1}, 4)
+	// Hold the writer on a first event, so that the eight below are queued
+	// when it comes back for its next batch.
+	ctx := context.Background()
+	tx, err := wb.pool.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `LOCK TABLE omnibridge.hook_event_deliveries IN SHARE MODE`)
+	require.NoError(t, err)
+	blocker := wb.submit(t, writerEvent("w-blocker"))
+	require.Eventually(t, func() bool { return wb.r.committing.Load() == 1 && len(wb.r.queue.ch) == 0 },
+		30*time.Second, time.Millisecond)
+
 	events := make([]store.NewEvent, 8)
 	for i := range events {
 		events[i] = writerEvent("w-" + strconv.Itoa(i))
@@ -85,10 +96,14 @@ func TestWriterIsolatesRowsTheStoreRefuses(t *testing.T) {
 	for _, ev := range events {
 		ps = append(ps, wb.submit(t, ev))
 	}
+	require.NoError(t, tx.Rollback(ctx))
+	require.Nil(t, (<-blocker.done).err)
 	var outs []outcome
 	for _, p := range ps {
 		outs = append(outs, <-p.done)
 	}
+	count, sum := histogram(t, wb.reg, metricsPrefix+"batch_size")
+	require.Equal(t, []float64{2, 9}, []float64{count, sum}, "the blocker's batch, then all eight in one")
 	for i, o := range outs {
 		switch i {
 		case 2:
@@ -109,7 +124,7 @@ func TestWriterIsolatesRowsTheStoreRefuses(t *testing.T) {
 	}
 	var n int
 	require.NoError(t, wb.pool.QueryRow(context.Background(), `SELECT count(*) FROM omnibridge.hook_events`).Scan(&n))
-	require.Equal(t, 5, n)
+	require.Equal(t, 6, n, "the blocker and five of the eight")
 	require.Equal(t, 2.0, counterValue(t, wb.reg, metricsPrefix+"rejected_rows_total"))
 	require.Zero(t, wb.r.queue.bytes.Load(), "every answered event gave its bytes back")
 }
@@ -135,6 +150,18 @@ func TestWriterAnswersEverythingQueuedAtShutdown(t *testing.T) {
 	late := &pending{ev: writerEvent("late"), size: 1, done: make(chan outcome, 1)}
 	require.Equal(t, errShuttingDown, wb.r.queue.offer(late))
 	require.Error(t, wb.r.Ready(ctx))
+}
+
+func histogram(t testing.TB, reg *prometheus.Registry, name string) (count, sum float64) {
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			h := mf.GetMetric()[0].GetHistogram()
+			return float64(h.GetSampleCount()), h.GetSampleSum()
+		}
+	}
+	return 0, 0
 }
 
 func counterValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
@@ -166,14 +193,8 @@ func BenchmarkGroupCommit(b *testing.B) {
 					b.Fatal(o.err)
 				}
 			})
-			mfs, err := wb.reg.Gather()
-			require.NoError(b, err)
-			for _, mf := range mfs {
-				if mf.GetName() == metricsPrefix+"batch_size" {
-					h := mf.GetMetric()[0].GetHistogram()
-					b.ReportMetric(h.GetSampleSum()/float64(h.GetSampleCount()), "events/batch")
-				}
-			}
+			count, sum := histogram(b, wb.reg, metricsPrefix+"batch_size")
+			b.ReportMetric(sum/count, "events/batch")
 		})
 	}
 	b.Run("insert_one", func(b *testing.B) {

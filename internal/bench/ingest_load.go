@@ -27,7 +27,6 @@ type target struct {
 	srv     *server
 	senders []*sender
 
-	measured  int64 // 2xx answers in measured turns
 	sent      int64 // 2xx answers in the whole run
 	refused   int64 // other answers and transport errors
 	seconds   float64

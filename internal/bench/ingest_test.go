@@ -3,14 +3,18 @@ package bench_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/omnibridge/omnibridge/internal/bench"
 	"github.com/omnibridge/omnibridge/internal/testdb"
+	"github.com/omnibridge/omnibridge/migrations"
+	"github.com/omnibridge/omnibridge/pgembed"
 )
 
 func TestIngestSmokeRun(t *testing.T) {
@@ -71,11 +75,23 @@ func TestIngestSmokeRun(t *testing.T) {
 }
 
 // BenchmarkIngest runs the whole ingest comparison once per iteration (10 s
-// per server) and reports both rates, the ratio and the latencies:
+// per server, in turns) and reports both rates, the ratio, the latencies and
+// the CPU per event: on the package's test cluster (fsync off) and on a
+// cluster with PostgreSQL's durable defaults (fsync on), as production runs:
 //
 //	go test -run '^$' -bench Ingest -benchtime 1x ./internal/bench/
 func BenchmarkIngest(b *testing.B) {
-	url := testdb.New(b)
+	b.Run("fsync_off", func(b *testing.B) { benchmarkIngest(b, testdb.New(b)) })
+	b.Run("fsync_on", func(b *testing.B) {
+		settings := testdb.TestSettings()
+		delete(settings, "fsync")
+		delete(settings, "full_page_writes")
+		cl := testdb.NewCluster(b, pgembed.Config{Settings: settings})
+		benchmarkIngest(b, migratedDatabase(b, cl))
+	})
+}
+
+func benchmarkIngest(b *testing.B, url string) {
 	for b.Loop() {
 		res, err := bench.Ingest(context.Background(), url, bench.IngestOptions{})
 		require.NoError(b, err)
@@ -93,4 +109,19 @@ func BenchmarkIngest(b *testing.B) {
 		require.NoError(b, err)
 		b.Log(string(out))
 	}
+}
+
+// migratedDatabase creates a database in cl and applies the migrations.
+func migratedDatabase(tb testing.TB, cl *pgembed.Cluster) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, cl.URL("postgres"))
+	require.NoError(tb, err)
+	_, err = conn.Exec(ctx, "CREATE DATABASE bench")
+	require.NoError(tb, errors.Join(err, conn.Close(ctx)))
+	db, err := migrations.OpenDB(ctx, cl.URL("bench"))
+	require.NoError(tb, err)
+	_, err = migrations.Up(ctx, db)
+	require.NoError(tb, errors.Join(err, db.Close()))
+	return cl.URL("bench")
 }
