@@ -73,7 +73,7 @@ func classify(err error) *apiError {
 	case errors.Is(err, pgclient.ErrQueryTimeout), errors.Is(err, context.DeadlineExceeded):
 		return &apiError{status: http.StatusServiceUnavailable, retryAfter: "5", cause: err, body: errorBody{
 			Error: "the database did not answer in time; try again, or a shorter window", Code: CodeTimeout}}
-	case errors.Is(err, pgclient.ErrPoolExhausted), errors.Is(err, pgclient.ErrClosed), errors.As(err, &ce):
+	case errors.Is(err, pgclient.ErrPoolExhausted), errors.Is(err, pgclient.ErrClosed), errors.Is(err, pgclient.ErrUnavailable), errors.As(err, &ce):
 		return &apiError{status: http.StatusServiceUnavailable, retryAfter: "5", cause: err, body: errorBody{
 			Error: "the database is unavailable or overloaded; try again shortly", Code: CodeUnavailable}}
 	default:
