@@ -28,7 +28,7 @@ var (
 
 // Defaults of BulkConfig.
 const (
-	DefaultBulkMinRows     = 20000
+	DefaultBulkMinRows     = 100000
 	DefaultBulkMinReps     = 5
 	DefaultBulkMaxReps     = 500
 	DefaultInsertOneCount  = 2000
