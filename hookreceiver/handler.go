@@ -73,9 +73,7 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request, src *sourceS
 		return fail(errMediaType)
 	}
 	if req.ContentLength > src.bodyLimit {
-		// Refuse before reading; the server closes the connection rather
-		// than read the unread body.
-		return fail(errTooLarge)
+		return refuseBody(w, fail) // before reading any of it
 	}
 	if d := r.downFor(time.Now()); d > 0 {
 		return fail(&hookError{kind: kindUnavailable, code: CodeUnavailable, msg: errUnavailable.msg, retry: d})
@@ -86,7 +84,7 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request, src *sourceS
 	body, err := readBody(w, req, src.bodyLimit)
 	if err != nil {
 		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
-			return fail(errTooLarge)
+			return refuseBody(w, fail) // having read limit + 1 bytes
 		}
 		return fail(&hookError{kind: kindInvalid, code: CodeBodyReadFailed, msg: "could not read the request body: " + err.Error()})
 	}
@@ -127,6 +125,17 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request, src *sourceS
 		// redelivery will be answered as a duplicate.
 		return statusClientClosed
 	}
+}
+
+// refuseBody answers 413 and makes sure that nothing more of the body is
+// read: net/http would otherwise read up to 256 KiB of what is left, hoping
+// to reuse the connection. An expired read deadline stops that read at once,
+// and the connection is closed after the answer.
+func refuseBody(w http.ResponseWriter, fail func(*hookError) int) int {
+	w.Header().Set("Connection", "close")
+	status := fail(errTooLarge)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	return status
 }
 
 // newPending turns an extracted event into a queue entry.

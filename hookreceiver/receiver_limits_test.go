@@ -1,7 +1,9 @@
 package hookreceiver_test
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -66,6 +68,44 @@ func TestBodyReadStopsAtTheLimit(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusRequestEntityTooLarge, rep.Status, rep.Raw)
 	require.Equal(t, hookreceiver.CodeBodyTooLarge, rep.Code)
+}
+
+func TestOversizedBodyIsNotReadOnAfterTheAnswer(t *testing.T) {
+	t.Parallel()
+	b := startBundle(t, func(o *options) { o.svc.ReadTimeout = 2 * time.Minute })
+	for _, declared := range []int64{smallBodyLimit + 100<<10, 10 << 20} { // under and over net/http's 256 KiB drain
+		conn, err := net.Dial("tcp", b.base[len("http://"):])
+		require.NoError(t, err)
+		_, err = io.WriteString(conn, "POST /hooks/small HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"+
+			"Authorization: Bearer "+internalToken+"\r\nContent-Length: "+strconv.FormatInt(declared, 10)+"\r\n\r\n")
+		require.NoError(t, err)
+		// Send a little more than the limit, then nothing: a server that
+		// went on reading the body would wait for the rest until its read
+		// timeout.
+		_, err = conn.Write(make([]byte, smallBodyLimit+1000))
+		require.NoError(t, err)
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(time.Minute)))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		require.NoError(t, err)
+		rep, err := readReply(resp)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusRequestEntityTooLarge, rep.Status, rep.Raw)
+		require.True(t, resp.Close, "the answer announces that the connection closes")
+		closed := make(chan error, 1)
+		go func() {
+			_, err := conn.Read(make([]byte, 1))
+			closed <- err
+		}()
+		select {
+		case err := <-closed:
+			require.Error(t, err, "the server closed the connection (EOF, or a reset for the unread bytes)")
+			var ne net.Error
+			require.False(t, errors.As(err, &ne) && ne.Timeout(), "declared %d: %v", declared, err)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("declared %d: the server kept reading the refused body", declared)
+		}
+		conn.Close()
+	}
 }
 
 // blockingBody yields left bytes of 'x', then blocks until release.
