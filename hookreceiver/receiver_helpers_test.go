@@ -126,9 +126,9 @@ func newBundle(ctx context.Context, o options, log *slog.Logger) (*bundle, error
 	svcCfg.ShutdownTimeout = 20 * time.Second
 	svcCfg = svcCfg.WithDefaults(addr)
 	rt, err := service.New(ctx, service.Options{
-		Name:     hookreceiver.ServiceName,
-		Version:  "test",
-		Config:   svcCfg,
+		Name:    hookreceiver.ServiceName,
+		Version: "test",
+		Config:  svcCfg,
 		Database: pgclient.Config{URL: o.dbURL, MinConns: 2, MaxConns: max(o.poolMax, 8), AcquireTimeout: 5 * time.Second,
 			// Probe soon after a fault, so that the crash tests recover fast.
 			Breaker: pgclient.BreakerConfig{OpenTimeout: 300 * time.Millisecond}},
