@@ -51,9 +51,11 @@ func (r *Receiver) count(source string, status int, start time.Time) {
 }
 
 // handle takes a request to a known source through the checks, in order of
-// cost: method, Content-Type, declared length, queue room, body (read up to
-// the limit), signature, rate limit, payload; then it queues the event and
-// waits for its batch. It returns the status it answered.
+// cost: method, Content-Type, declared length, the database's breaker, queue
+// room, body (read up to the limit), signature, rate limit (after the
+// signature, so that unsigned floods cannot spend a sender's tokens),
+// payload; then it queues the event and waits for its batch. It returns the
+// status it answered.
 func (r *Receiver) handle(w http.ResponseWriter, req *http.Request, src *sourceState) int {
 	fail := func(e *hookError) int {
 		retry := r.retryAfter

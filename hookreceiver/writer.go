@@ -55,9 +55,9 @@ func (w *writer) loop(ctx context.Context) {
 // flight the batch goes at once: waiting would only add latency, since
 // nothing delays the database.
 func (w *writer) gather(first *pending, stop <-chan struct{}) []*pending {
-	q, max := w.r.queue, w.r.cfg.Batch.MaxSize
+	q, limit := w.r.queue, w.r.cfg.Batch.MaxSize
 	b := append(w.batch[:0], first)
-	for len(b) < max {
+	for len(b) < limit {
 		p := q.take()
 		if p == nil {
 			break
@@ -65,12 +65,12 @@ func (w *writer) gather(first *pending, stop <-chan struct{}) []*pending {
 		b = append(b, p)
 	}
 	wait := w.r.cfg.Batch.MaxWait
-	if len(b) >= max || wait <= 0 || w.r.committing.Load() == 0 {
+	if len(b) >= limit || wait <= 0 || w.r.committing.Load() == 0 {
 		return b
 	}
 	w.timer.Reset(wait)
 	defer w.timer.Stop()
-	for len(b) < max {
+	for len(b) < limit {
 		select {
 		case p := <-q.ch:
 			b = append(b, p)
