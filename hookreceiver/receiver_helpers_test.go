@@ -139,22 +139,17 @@ func newBundle(ctx context.Context, o options, log *slog.Logger) (*bundle, error
 		ln.Close()
 		return nil, err
 	}
-	audit, err := store.NewAuditWriter(rt.Store, store.AuditWriterConfig{})
+	recv, err := hookreceiver.New(o.cfg, hookreceiver.Deps{Store: rt.Store, Audit: rt.Audit, Logger: rt.Log, Registerer: rt.Registry})
 	if err != nil {
 		return nil, err
 	}
-	recv, err := hookreceiver.New(o.cfg, hookreceiver.Deps{Store: rt.Store, Audit: audit, Logger: rt.Log, Registerer: rt.Registry})
-	if err != nil {
-		return nil, errors.Join(err, audit.Close(ctx))
-	}
 	recv.Mount(rt)
-	rt.OnDrain(audit.Close) // after the receiver's drain
 	pool, err := pgxpool.New(ctx, o.dbURL)
 	if err != nil {
 		return nil, err
 	}
 	b := &bundle{
-		rt: rt, recv: recv, audit: audit, base: "http://" + rt.Addr(), dbURL: o.dbURL, db: pool,
+		rt: rt, recv: recv, audit: rt.Audit, base: "http://" + rt.Addr(), dbURL: o.dbURL, db: pool,
 		client: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 	}
 	runCtx, cancel := context.WithCancel(context.Background())

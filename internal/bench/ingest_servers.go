@@ -148,8 +148,8 @@ func (h *naiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // startReceiver starts the HookReceiver, wired as `omnibridge serve` wires
-// it: a service runtime with its own pgclient pool, the receiver mounted on
-// it, an audit writer.
+// it: a service runtime (its own pgclient pool, audit writer and metrics) with
+// the receiver mounted on it.
 func startReceiver(ctx context.Context, dbURL string, opts IngestOptions) (*server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -179,15 +179,10 @@ func startReceiver(ctx context.Context, dbURL string, opts IngestOptions) (*serv
 			return nil
 		},
 	}
-	audit, err := store.NewAuditWriter(rt.Store, store.AuditWriterConfig{Logger: opts.Logger})
+	recv, err := hookreceiver.New(hookreceiver.Config{Sources: []hookreceiver.SourceConfig{ingestSource(srv.source)}, Batch: opts.Batch},
+		hookreceiver.Deps{Store: rt.Store, Audit: rt.Audit, Logger: rt.Log, Registerer: rt.Registry})
 	if err == nil {
-		var recv *hookreceiver.Receiver
-		recv, err = hookreceiver.New(hookreceiver.Config{Sources: []hookreceiver.SourceConfig{ingestSource(srv.source)}, Batch: opts.Batch},
-			hookreceiver.Deps{Store: rt.Store, Audit: audit, Logger: rt.Log, Registerer: rt.Registry})
-		if err == nil {
-			recv.Mount(rt)
-		}
-		rt.OnDrain(audit.Close)
+		recv.Mount(rt)
 	}
 	// Run also when the receiver could not be built: it is what closes the
 	// runtime's pool and listener.
