@@ -280,8 +280,8 @@ func (r *Receiver) Source(name string) *Source {
 func (r *Receiver) checkDurability(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	var setting string
-	if err := r.store.DB().QueryRow(ctx, `SELECT current_setting('synchronous_commit')`).Scan(&setting); err != nil {
+	setting, err := r.store.SynchronousCommit(ctx)
+	if err != nil {
 		r.log.Warn("hookreceiver: could not check synchronous_commit", "err", err)
 		return
 	}

@@ -53,7 +53,7 @@ func (a *API) performanceSeries(w http.ResponseWriter, r *http.Request) error {
 			formatDuration(step), n, formatDuration(window), MaxSeriesPoints)
 	}
 	body, err := a.cache.get(r.Context(), "series "+step.String()+" "+strconv.Itoa(n), a.cfg.QueryTimeout,
-		func(ctx context.Context) (any, error) { return querySeries(ctx, a.store.DB(), step, n) })
+		func(ctx context.Context) (any, error) { return a.store.PerformanceSeries(ctx, step, n) })
 	if err != nil {
 		return err
 	}
