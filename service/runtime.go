@@ -107,8 +107,13 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 	// it queues without blocking and retries, so a degradation of the pool
 	// itself (no connection free) is written once one is. The writer exists
 	// only once the pool is open, hence the pointer.
+	// A hook the caller set on Options.Database is called as well.
 	var auditor atomic.Pointer[store.AuditWriter]
+	callerDegradation, callerSecurity := dbc.OnDegradation, dbc.OnSecurityEvent
 	dbc.OnDegradation = func(ev pgclient.DegradationEvent) {
+		if callerDegradation != nil {
+			callerDegradation(ev)
+		}
 		if w := auditor.Load(); w != nil {
 			d := degradation(ev)
 			w.WriteLimited(d.Key(), d.AuditEvent())
@@ -120,6 +125,9 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 	// the pool cannot connect are written once it can; those raised while
 	// Open is still connecting have no writer yet; pgclient logs every one.
 	dbc.OnSecurityEvent = func(ev pgclient.SecurityEvent) {
+		if callerSecurity != nil {
+			callerSecurity(ev)
+		}
 		if w := auditor.Load(); w != nil {
 			w.WriteLimited(ev.Type+" "+ev.User+"@"+ev.Host, store.AuditEvent{
 				Type: ev.Type, ClientInfo: ev.ClientInfo(), Success: ev.Success,

@@ -257,10 +257,19 @@ func TestConfigValidate(t *testing.T) {
 
 func TestPoolDegradationIsAudited(t *testing.T) {
 	t.Parallel()
+	raised := make(chan struct{}, 1)
 	b := setup(t, func(o *service.Options) {
 		o.Database.MaxConns = 2
 		o.Database.UtilizationWarn = 0.5
 		o.Database.UtilizationWarnAfter = 50 * time.Millisecond
+		o.Database.OnDegradation = func(ev pgclient.DegradationEvent) {
+			if !ev.Recovered {
+				select {
+				case raised <- struct{}{}:
+				default:
+				}
+			}
+		}
 	})
 	b.run(t)
 	// Hold every connection of the service's pool: utilization 100%.
@@ -277,9 +286,12 @@ func TestPoolDegradationIsAudited(t *testing.T) {
 		}
 	})
 	t.Cleanup(release)
-	// Hold them well past UtilizationWarnAfter; the episode is raised while
-	// no connection is free to write it.
-	time.Sleep(2 * time.Second)
+	// Hold them until the episode is raised: no connection is free to write it.
+	select {
+	case <-raised:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no high-utilization episode within 30s of exhausting the pool")
+	}
 	release()
 
 	c, err := pgclient.Open(ctx, pgclient.Config{URL: b.url, MinConns: -1, MaxConns: 2})
