@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -201,10 +200,9 @@ type AuditCursor struct {
 
 // String encodes c for use in a URL; ParseAuditCursor decodes it.
 func (c AuditCursor) String() string {
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(c.CreatedAt.UnixMicro()))
-	binary.BigEndian.PutUint64(b[8:], uint64(c.ID))
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	var id [8]byte
+	binary.BigEndian.PutUint64(id[:], uint64(c.ID))
+	return encodeCursor(c.CreatedAt, id[:])
 }
 
 // ErrInvalidAuditCursor is returned by ParseAuditCursor for a string that no
@@ -213,14 +211,11 @@ var ErrInvalidAuditCursor = errors.New("store: invalid audit cursor (pass the Ne
 
 // ParseAuditCursor decodes an AuditCursor.String.
 func ParseAuditCursor(s string) (AuditCursor, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) != 16 {
+	at, id, ok := decodeCursor(s, 8)
+	if !ok {
 		return AuditCursor{}, ErrInvalidAuditCursor
 	}
-	return AuditCursor{
-		CreatedAt: time.UnixMicro(int64(binary.BigEndian.Uint64(b[:8]))).UTC(),
-		ID:        int64(binary.BigEndian.Uint64(b[8:])),
-	}, nil
+	return AuditCursor{CreatedAt: at, ID: int64(binary.BigEndian.Uint64(id))}, nil
 }
 
 // AuditPage is a page of ListAudit.

@@ -98,12 +98,7 @@ type Cursor struct {
 }
 
 // String encodes c for use in a URL; ParseCursor decodes it.
-func (c Cursor) String() string {
-	var b [24]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(c.CreatedAt.UnixMicro()))
-	copy(b[8:], c.ID[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
+func (c Cursor) String() string { return encodeCursor(c.CreatedAt, c.ID[:]) }
 
 // ErrInvalidCursor is returned by ParseCursor for a string that no Cursor
 // produced.
@@ -111,14 +106,30 @@ var ErrInvalidCursor = errors.New("store: invalid cursor (pass the Next value of
 
 // ParseCursor decodes a Cursor.String.
 func ParseCursor(s string) (Cursor, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) != 24 {
+	at, id, ok := decodeCursor(s, len(uuid.UUID{}))
+	if !ok {
 		return Cursor{}, ErrInvalidCursor
 	}
-	var c Cursor
-	c.CreatedAt = time.UnixMicro(int64(binary.BigEndian.Uint64(b[:8]))).UTC()
-	copy(c.ID[:], b[8:])
+	c := Cursor{CreatedAt: at}
+	copy(c.ID[:], id)
 	return c, nil
+}
+
+// encodeCursor is the URL form of a keyset position: the row's time in
+// microseconds, then its id's bytes.
+func encodeCursor(at time.Time, id []byte) string {
+	b := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(b, uint64(at.UnixMicro()))
+	return base64.RawURLEncoding.EncodeToString(append(b, id...))
+}
+
+// decodeCursor reverses encodeCursor for an id of idLen bytes.
+func decodeCursor(s string, idLen int) (time.Time, []byte, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != 8+idLen {
+		return time.Time{}, nil, false
+	}
+	return time.UnixMicro(int64(binary.BigEndian.Uint64(b[:8]))).UTC(), b[8:], true
 }
 
 // EventPage is a page of ListEvents.
