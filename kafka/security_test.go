@@ -157,7 +157,7 @@ func TestSASL(t *testing.T) {
 
 			bad := cfg
 			bad.SASL.Password = "wrong"
-			bad.DeliveryTimeout, bad.DialTimeout, bad.RequestTimeout = time.Second, 500*time.Millisecond, 500*time.Millisecond
+			bad.DeliveryTimeout, bad.DialTimeout, bad.RequestTimeout = 2*time.Second, 2*time.Second, 2*time.Second
 			q := newProducer(t, bad)
 			err = q.Ping(ctx)
 			// kfake drops the connection on a failed authentication
