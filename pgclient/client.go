@@ -34,6 +34,7 @@ type Client struct {
 
 	epoch     time.Time // for monotonic statement start times
 	deadlines *acquireDeadlines
+	permits   *permits
 
 	tls *builtTLS   // the TLS settings, files read
 	res *resilience // breaker, retry policies, event delivery
@@ -75,6 +76,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		}
 	}
 
+	epoch := time.Now()
 	c := &Client{
 		cfg:            cfg,
 		log:            logger,
@@ -85,8 +87,9 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		prepared:       make(map[string]bool, len(cfg.PrepareOnConnect)),
 		execMode:       execModes[normalizeExecMode(cfg.ExecMode)],
 		stop:           make(chan struct{}),
-		epoch:          time.Now(),
-		deadlines:      newAcquireDeadlines(cfg.AcquireTimeout),
+		epoch:          epoch,
+		deadlines:      newAcquireDeadlines(cfg.AcquireTimeout, epoch),
+		permits:        newPermits(int(cfg.MaxConns)),
 	}
 	for name := range cfg.PrepareOnConnect {
 		c.prepared[name] = true
@@ -272,6 +275,7 @@ func (c *Client) ping(ctx context.Context) error {
 func (c *Client) Close() {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
+		c.permits.close()
 		c.bgMu.Lock()
 		c.bgClosed = true
 		c.bgMu.Unlock()
@@ -311,7 +315,11 @@ func (c *Client) unregister() {
 // client's query and acquire timeouts, ErrPoolExhausted and the resilience
 // policy; statement counts, MaxQueriesPerConn, acquire/release counts and leak
 // detection still apply, since they hook into the connections themselves.
-// Hijacking a connection from it is not supported.
+// A connection held from it is not counted against the client's own
+// admission (see permits): while such connections fill the pool, the
+// client's callers wait inside the pool, still bounded by AcquireTimeout but
+// no longer ended early by their own cancellation. Hijacking a connection
+// from it is not supported.
 func (c *Client) Pool() *pgxpool.Pool { return c.pool }
 
 // Config returns the effective configuration (defaults and URL parameters

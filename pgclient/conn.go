@@ -14,6 +14,7 @@ import (
 type Conn struct {
 	c  *Client
 	pc *pgxpool.Conn
+	st *connState
 }
 
 // Release returns the connection to the pool (closing it instead when it has
@@ -21,36 +22,40 @@ type Conn struct {
 // Calling it more than once is safe.
 func (cn *Conn) Release() {
 	if cn.pc != nil {
-		cn.pc.Release()
+		cn.c.release(cn.pc)
 		cn.pc = nil
 	}
 }
 
 // Exec runs sql on the connection; see Client.Exec.
 func (cn *Conn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	return cn.c.exec(ctx, cn.pc.Conn(), cn.pc.Conn(), sql, args)
+	return cn.c.exec(ctx, cn.st, 0, cn.pc.Conn(), sql, args)
 }
 
 // Query runs sql on the connection; the rows must be closed before the next
 // statement. See Client.Query.
 func (cn *Conn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	return cn.c.query(ctx, cn.pc.Conn(), cn.pc.Conn(), nil, sql, args)
+	r, err := cn.c.query(ctx, cn.st, 0, cn.pc.Conn(), nil, sql, args)
+	if err != nil {
+		return &errRows{err: err}, err
+	}
+	return r, nil
 }
 
 // QueryRow runs sql on the connection; see Client.QueryRow.
 func (cn *Conn) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	return cn.c.queryRow(ctx, cn.pc.Conn(), cn.pc.Conn(), nil, sql, args)
+	return cn.c.queryRow(ctx, cn.st, 0, cn.pc.Conn(), nil, sql, args)
 }
 
 // SendBatch sends b on the connection; the results must be closed before the
 // next statement.
 func (cn *Conn) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	return cn.c.sendBatch(ctx, cn.pc.Conn(), cn.pc.Conn(), nil, b)
+	return cn.c.sendBatch(ctx, cn.st, 0, cn.pc.Conn(), nil, b)
 }
 
 // CopyFrom copies rows into table on the connection; see Client.CopyFrom.
 func (cn *Conn) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
-	return cn.c.copyFrom(ctx, cn.pc.Conn(), cn.pc.Conn(), table, columns, src)
+	return cn.c.copyFrom(ctx, cn.st, 0, cn.pc.Conn(), table, columns, src)
 }
 
 // Begin starts a transaction on the connection. Ending the transaction does
@@ -61,7 +66,7 @@ func (cn *Conn) Begin(ctx context.Context) (pgx.Tx, error) {
 
 // BeginTx starts a transaction with opts on the connection.
 func (cn *Conn) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
-	t, err := cn.c.beginTx(ctx, cn.pc.Conn(), nil, opts)
+	t, err := cn.c.beginTx(ctx, cn.st, 0, cn.pc.Conn(), nil, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,16 +26,21 @@ type hold struct {
 	mu       sync.Mutex
 	held     bool
 	reported bool
-	at       time.Time
 	n        int
 	pcs      [maxStackDepth]uintptr
+	// at is when the connection was acquired (monotonic, see
+	// Client.monotonic), set by the acquirer after the pool hands the
+	// connection over; 0 until then. A connection taken from Pool() directly
+	// gets the time of the first scan that sees it held.
+	at atomic.Int64
 }
 
 // beginHold records that st was just acquired, with the acquirer's stack.
 func (c *Client) beginHold(st *connState) {
 	h := &st.hold
 	h.mu.Lock()
-	h.held, h.reported, h.at = true, false, time.Now()
+	h.held, h.reported = true, false
+	h.at.Store(0)
 	h.n = callers(2, h.pcs[:]) // from beginHold's caller; the client's frames are dropped when formatting
 	h.mu.Unlock()
 }
@@ -47,7 +53,7 @@ func (c *Client) endHold(st *connState, how string) {
 	}
 	h := &st.hold
 	h.mu.Lock()
-	reported, at := h.held && h.reported, h.at
+	reported, at := h.held && h.reported, h.at.Load()
 	h.held, h.reported = false, false
 	h.mu.Unlock()
 	if !reported {
@@ -57,38 +63,47 @@ func (c *Client) endHold(st *connState, how string) {
 	c.log.Info("pgclient: previously reported leaked connection returned",
 		slog.String("how", how),
 		slog.Uint64("backend_pid", uint64(st.pid)),
-		slog.Duration("held_for", time.Since(at)))
+		slog.Duration("held_for", c.since(at)))
 }
 
 // leakReport is what the scan logs about one connection.
 type leakReport struct {
-	pid   uint32
-	since time.Time
-	pcs   []uintptr
+	pid     uint32
+	heldFor time.Duration
+	pcs     []uintptr
 }
 
 // scanLeaks reports every connection held past the threshold that has not
 // been reported yet.
-func (c *Client) scanLeaks(now time.Time) {
+func (c *Client) scanLeaks() {
 	if c.leakThreshold <= 0 {
 		return
 	}
+	now := c.monotonic()
 	var found []leakReport
 	c.conns.each(func(st *connState) {
 		h := &st.hold
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if !h.held || h.reported || now.Sub(h.at) < c.leakThreshold {
+		if !h.held || h.reported {
+			return
+		}
+		at := h.at.Load()
+		if at == 0 && h.at.CompareAndSwap(0, now) {
+			return
+		}
+		held := time.Duration(now - h.at.Load())
+		if held < c.leakThreshold {
 			return
 		}
 		h.reported = true
 		c.stats.currentLeaks.Add(1)
 		c.stats.potentialLeaks.Add(1)
-		found = append(found, leakReport{pid: st.pid, since: h.at, pcs: slices.Clone(h.pcs[:h.n])})
+		found = append(found, leakReport{pid: st.pid, heldFor: held, pcs: slices.Clone(h.pcs[:h.n])})
 	})
 	for _, r := range found {
 		c.log.Warn("pgclient: potential connection leak: connection held longer than leak_threshold",
-			slog.Duration("held_for", now.Sub(r.since)),
+			slog.Duration("held_for", r.heldFor),
 			slog.Duration("leak_threshold", c.leakThreshold),
 			slog.Uint64("backend_pid", uint64(r.pid)),
 			slog.String("acquired_by", formatStack(r.pcs)))
@@ -101,12 +116,16 @@ func (c *Client) logHeld(msg string) {
 	c.conns.each(func(st *connState) {
 		h := &st.hold
 		h.mu.Lock()
-		held, at, pcs := h.held, h.at, slices.Clone(h.pcs[:h.n])
+		held, at, pcs := h.held, h.at.Load(), slices.Clone(h.pcs[:h.n])
 		h.mu.Unlock()
 		if held {
 			n++
+			var heldFor time.Duration
+			if at > 0 {
+				heldFor = c.since(at)
+			}
 			c.log.Warn(msg, slog.Uint64("backend_pid", uint64(st.pid)),
-				slog.Duration("held_for", time.Since(at)), slog.String("acquired_by", formatStack(pcs)))
+				slog.Duration("held_for", heldFor), slog.String("acquired_by", formatStack(pcs)))
 		}
 	})
 	if n == 0 {

@@ -1,21 +1,23 @@
 package pgclient
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // MetricsNamespace prefixes every metric the client exports.
 const MetricsNamespace = "omnibridge_pgclient"
 
-// metrics is the client's Prometheus collector. The histograms are observed
-// on the hot path; everything else is read from Stats at scrape time.
+// metrics is the client's Prometheus collector. Everything, the histograms
+// included, is read at scrape time from Stats and the per-connection counters
+// (see hist): the hot path touches no Prometheus metric.
 type metrics struct {
-	c               *Client
-	queryDuration   [numKinds]prometheus.Observer
-	queryHist       *prometheus.HistogramVec
-	acquireDuration prometheus.Histogram
-	descs           []*prometheus.Desc
-	gauges          []metricValue
+	c           *Client
+	queryHist   *prometheus.Desc
+	acquireHist *prometheus.Desc
+	descs       []*prometheus.Desc
+	gauges      []metricValue
 }
 
 type metricValue struct {
@@ -28,23 +30,11 @@ type metricValue struct {
 func newMetrics(c *Client) *metrics {
 	service := prometheus.Labels{"service": c.cfg.ServiceName}
 	m := &metrics{c: c}
-	m.queryHist = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace:   MetricsNamespace,
-		Name:        "query_duration_seconds",
-		Help:        "Time of statements (op=query: Exec, Query until rows close, QueryRow), batches and COPYs.",
-		ConstLabels: service,
-		Buckets:     []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-	}, []string{"op"})
-	for k := range numKinds {
-		m.queryDuration[k] = m.queryHist.WithLabelValues(kindNames[k])
-	}
-	m.acquireDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace:   MetricsNamespace,
-		Name:        "acquire_duration_seconds",
-		Help:        "Time to acquire a connection from the pool, failed acquisitions included.",
-		ConstLabels: service,
-		Buckets:     []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .1, .5, 1, 5, 10},
-	})
+	m.queryHist = prometheus.NewDesc(prometheus.BuildFQName(MetricsNamespace, "", "query_duration_seconds"),
+		"Time of statements (op=query: Exec, Query until rows close, QueryRow), batches and COPYs.",
+		[]string{"op"}, service)
+	m.acquireHist = prometheus.NewDesc(prometheus.BuildFQName(MetricsNamespace, "", "acquire_duration_seconds"),
+		"Time to acquire a connection from the pool, failed acquisitions included.", nil, service)
 
 	byName := map[string]*prometheus.Desc{}
 	add := func(name, help string, typ prometheus.ValueType, value func(Stats) float64, label string, labelValue string) {
@@ -99,8 +89,8 @@ func newMetrics(c *Client) *metrics {
 
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	m.queryHist.Describe(ch)
-	m.acquireDuration.Describe(ch)
+	ch <- m.queryHist
+	ch <- m.acquireHist
 	for _, d := range m.descs {
 		ch <- d
 	}
@@ -108,13 +98,21 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
-	m.queryHist.Collect(ch)
-	m.acquireDuration.Collect(ch)
 	if m.c.pool == nil {
 		return
 	}
-	s := m.c.Stats()
+	s, t := m.c.statsAndTotals()
+	for k := range numKinds {
+		ch <- constHistogram(m.queryHist, &t.queryHist[k], queryBuckets, kindNames[k])
+	}
+	t.acquireHist.add(&m.c.stats.failedAcquireHist)
+	ch <- constHistogram(m.acquireHist, &t.acquireHist, acquireBuckets)
 	for _, g := range m.gauges {
 		ch <- prometheus.MustNewConstMetric(g.desc, g.typ, g.value(s), g.labels...)
 	}
+}
+
+func constHistogram(d *prometheus.Desc, t *histTotals, bounds []time.Duration, labels ...string) prometheus.Metric {
+	n, buckets := t.cumulative(bounds)
+	return prometheus.MustNewConstHistogram(d, n, time.Duration(t.nanos).Seconds(), buckets, labels...)
 }

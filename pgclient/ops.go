@@ -24,46 +24,53 @@ const (
 	opAcquire
 )
 
-// run is the one path every Client operation takes, and where the policy
-// around a whole operation applies: the closed check, the circuit breaker,
-// and retries. fn acquires its connection and applies the query timeout
-// itself. It returns whether it handed done, the report of the outcome to
-// the breaker, to something that outlives it (the rows of Query, the row of
-// QueryRow, the results of SendBatch), which then calls it; otherwise run
-// reports fn's error.
-//
-// The first attempt takes no allocation beyond fn's closure: the retry loop
-// starts only after a failure that may be retried (see retryableOp).
-func (c *Client) run(ctx context.Context, o op, fn func(ctx context.Context, done func(error)) (deferred bool, err error)) error {
+// Every Client operation makes one attempt inline, which costs no allocation
+// of its own, and enters the retry loop only after a failure that may be
+// retried (see retryableOp): the closed check, the circuit breaker and the
+// connection come from admit; the outcome goes to the breaker through
+// lease.done, by the operation itself or by what outlives it (the rows of
+// Query, the row of QueryRow, the results of SendBatch).
+
+// lease is a connection admitted for one operation.
+type lease struct {
+	pc   *pgxpool.Conn
+	st   *connState  // nil only for a connection the client did not open
+	at   int64       // when it was acquired (monotonic, see Client.monotonic)
+	done func(error) // reports the operation's outcome to the breaker
+}
+
+// admit checks that the client is open, passes the circuit breaker and
+// acquires a connection. On error the breaker has been told.
+func (c *Client) admit(ctx context.Context) (lease, error) {
 	if c.closed.Load() {
-		return ErrClosed
+		return lease{}, ErrClosed
 	}
-	first := c.attempt(ctx, fn)
-	if first == nil || c.res.policies[retryStatement].retries <= 0 || !retryableOp(ctx, o, first) {
+	done, err := c.res.breaker.allow()
+	if err != nil {
+		return lease{}, err
+	}
+	l, err := c.acquire(ctx)
+	if err != nil {
+		done(err)
+		return lease{}, err
+	}
+	l.done = done
+	return l, nil
+}
+
+// again retries an operation of kind o whose first attempt failed with
+// first, under the statement retry policy, when that failure may be retried.
+// attempt makes one more attempt (admit included).
+func (c *Client) again(ctx context.Context, o op, first error, attempt func() error) error {
+	if c.res.policies[retryStatement].retries <= 0 || !retryableOp(ctx, o, first) {
 		return first
 	}
 	return c.res.retry(ctx, retryStatement, func(err error) bool { return retryableOp(ctx, o, err) }, func(n int) error {
 		if n == 1 {
 			return first
 		}
-		if c.closed.Load() {
-			return ErrClosed
-		}
-		return c.attempt(ctx, fn)
+		return attempt()
 	})
-}
-
-// attempt runs fn once through the circuit breaker.
-func (c *Client) attempt(ctx context.Context, fn func(context.Context, func(error)) (bool, error)) error {
-	done, err := c.res.breaker.allow()
-	if err != nil {
-		return err
-	}
-	deferred, err := fn(ctx, done)
-	if !deferred {
-		done(err)
-	}
-	return err
 }
 
 // retryableOp reports whether an operation of kind o that failed with err
@@ -90,23 +97,68 @@ func retryableOp(ctx context.Context, o op, err error) bool {
 }
 
 // acquire takes a connection from the pool, waiting at most AcquireTimeout
-// (or until ctx ends, if sooner).
-func (c *Client) acquire(ctx context.Context) (*pgxpool.Conn, error) {
-	start := time.Now()
-	actx, expired, release := c.acquireContext(ctx, start)
-	c.stats.waiting.Add(1)
-	pc, err := c.pool.Acquire(actx)
-	c.stats.waiting.Add(-1)
-	wait := time.Since(start)
-	if m := c.metrics; m != nil {
-		m.acquireDuration.Observe(wait.Seconds())
+// (or until ctx ends, if sooner): first for a permit (see permits), then for
+// the pool to hand over an idle connection or open one.
+func (c *Client) acquire(ctx context.Context) (lease, error) {
+	start := c.monotonic()
+	if !c.permits.tryAcquire() {
+		var expired <-chan struct{}
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.acquireTimeout {
+			expired = c.deadlines.slot(start).ctx.Done()
+		}
+		c.stats.waiting.Add(1)
+		err := c.permits.acquire(ctx, expired)
+		c.stats.waiting.Add(-1)
+		wait := c.since(start)
+		c.stats.permitWaits.Add(1)
+		c.stats.permitWaitNanos.Add(int64(wait))
+		if err != nil {
+			return lease{}, c.acquireFailed(ctx, wait, err == errAcquireTimedOut, err)
+		}
 	}
+	bound := c.acquireContext(ctx, start)
+	pc, err := c.pool.Acquire(bound.ctx)
+	now := c.monotonic()
+	wait := time.Duration(now - start)
 	if err != nil {
-		// Nothing was sent for the operation yet: safe to retry.
-		err = markNotSent(c.acquireError(ctx, expired(), wait, err))
+		c.permits.release()
+		return lease{}, c.acquireFailed(ctx, wait, bound.expired(), err)
 	}
-	release()
-	return pc, err
+	st := stateOf(pc.Conn())
+	if st == nil {
+		// Not one of the client's connections (it cannot be told apart
+		// when released): give the permit back now.
+		c.permits.release()
+		return lease{pc: pc, at: now}, nil
+	}
+	st.permit = true
+	st.ctr.acquireHist.observe(acquireBuckets, wait)
+	if c.leakThreshold > 0 {
+		st.hold.at.Store(now)
+	}
+	return lease{pc: pc, st: st, at: now}, nil
+}
+
+// release returns a connection taken by acquire to the pool, then its
+// permit: in that order, so that the waiter the permit goes to finds the
+// connection back in the pool.
+func (c *Client) release(pc *pgxpool.Conn) {
+	st := stateOf(pc.Conn())
+	permit := st != nil && st.permit
+	if permit {
+		st.permit = false
+	}
+	pc.Release()
+	if permit {
+		c.permits.release()
+	}
+}
+
+// acquireFailed counts and classifies a failed acquisition (see
+// acquireError). Nothing was sent for the operation yet: it is safe to retry.
+func (c *Client) acquireFailed(ctx context.Context, wait time.Duration, timedOut bool, err error) error {
+	c.stats.failedAcquireHist.observe(acquireBuckets, wait)
+	return markNotSent(c.acquireError(ctx, timedOut, wait, err))
 }
 
 // acquireError classifies a failed acquire. Only the client's own deadline
@@ -135,16 +187,24 @@ func (c *Client) acquireError(ctx context.Context, timedOut bool, wait time.Dura
 // AcquireTimeout for a connection (ErrPoolExhausted) and QueryTimeout for the
 // statement (ErrQueryTimeout), or less if ctx ends sooner.
 func (c *Client) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	var tag pgconn.CommandTag
-	err := c.run(ctx, opExec, func(ctx context.Context, _ func(error)) (bool, error) {
-		pc, err := c.acquire(ctx)
-		if err != nil {
-			return false, err
-		}
-		defer pc.Release()
-		tag, err = c.exec(ctx, pc.Conn(), pc.Conn(), sql, args)
-		return false, err
-	})
+	tag, err := c.execOnce(ctx, sql, args)
+	if err != nil {
+		err = c.again(ctx, opExec, err, func() (err error) {
+			tag, err = c.execOnce(ctx, sql, args)
+			return err
+		})
+	}
+	return tag, err
+}
+
+func (c *Client) execOnce(ctx context.Context, sql string, args []any) (pgconn.CommandTag, error) {
+	l, err := c.admit(ctx)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	tag, err := c.exec(ctx, l.st, l.at, l.pc.Conn(), sql, args)
+	c.release(l.pc)
+	l.done(err)
 	return tag, err
 }
 
@@ -157,13 +217,15 @@ type querier interface {
 	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
 }
 
-// The statement helpers below run on q, which is conn itself or a
-// transaction on it, under conn's statement timer.
+// The statement helpers below run on q, a connection or a transaction on it,
+// under the statement timer of the connection's state st; now is the current
+// monotonic time when the caller has just read it, else 0 (see
+// startStatement).
 
-func (c *Client) exec(ctx context.Context, conn *pgx.Conn, q querier, sql string, args []any) (pgconn.CommandTag, error) {
-	st := c.startStatement(ctx, conn)
+func (c *Client) exec(ctx context.Context, st *connState, now int64, q querier, sql string, args []any) (pgconn.CommandTag, error) {
+	timer := c.startStatement(ctx, st, now)
 	tag, err := q.Exec(ctx, sql, args...)
-	return tag, c.finishStatement(st, err)
+	return tag, c.finishStatement(timer, err)
 }
 
 // Query runs sql on a pooled connection. The connection stays acquired (and
@@ -171,37 +233,45 @@ func (c *Client) exec(ctx context.Context, conn *pgx.Conn, q querier, sql string
 // the end: rows that are never closed are a leak. On error the returned rows
 // are closed and carry the error too, as with pgx.
 func (c *Client) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	var rs pgx.Rows
-	err := c.run(ctx, opQuery, func(ctx context.Context, done func(error)) (bool, error) {
-		pc, err := c.acquire(ctx)
-		if err != nil {
-			return false, err
-		}
-		rs, err = c.query(ctx, pc.Conn(), pc.Conn(), pc, sql, args)
-		if err != nil {
-			return false, err
-		}
-		rs.(*rows).done = done
-		return true, nil
-	})
+	rs, err := c.queryOnce(ctx, sql, args)
+	if err != nil {
+		err = c.again(ctx, opQuery, err, func() (err error) {
+			rs, err = c.queryOnce(ctx, sql, args)
+			return err
+		})
+	}
 	if err != nil {
 		return &errRows{err: err}, err
 	}
 	return rs, nil
 }
 
+func (c *Client) queryOnce(ctx context.Context, sql string, args []any) (*rows, error) {
+	l, err := c.admit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := c.query(ctx, l.st, l.at, l.pc.Conn(), l.pc, sql, args)
+	if err != nil {
+		l.done(err)
+		return nil, err
+	}
+	rs.done = l.done
+	return rs, nil
+}
+
 // query runs sql; pc, when not nil, is released when the rows close.
-func (c *Client) query(ctx context.Context, conn *pgx.Conn, q querier, pc *pgxpool.Conn, sql string, args []any) (pgx.Rows, error) {
-	st := c.startStatement(ctx, conn)
+func (c *Client) query(ctx context.Context, st *connState, now int64, q querier, pc *pgxpool.Conn, sql string, args []any) (*rows, error) {
+	timer := c.startStatement(ctx, st, now)
 	r, err := q.Query(ctx, sql, args...)
 	if err != nil {
-		err = c.finishStatement(st, err)
+		err = c.finishStatement(timer, err)
 		if pc != nil {
-			pc.Release()
+			c.release(pc)
 		}
-		return &errRows{err: err}, err
+		return nil, err
 	}
-	return &rows{r: r, c: c, st: st, pc: pc}, nil
+	return &rows{r: r, c: c, st: timer, pc: pc}, nil
 }
 
 // QueryRow runs sql on a pooled connection; the connection is released when
@@ -209,26 +279,25 @@ func (c *Client) query(ctx context.Context, conn *pgx.Conn, q querier, pc *pgxpo
 // A transient failure is retried within Scan when nothing was sent or ctx is
 // marked Idempotent (RetryConfig.StatementRetries).
 func (c *Client) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	var r *row
-	err := c.run(ctx, opQueryRow, func(ctx context.Context, done func(error)) (bool, error) {
-		pc, err := c.acquire(ctx)
-		if err != nil {
-			return false, err
-		}
-		r = c.queryRow(ctx, pc.Conn(), pc.Conn(), pc, sql, args)
-		r.done = done
-		return true, nil
-	})
+	l, err := c.admit(ctx)
 	if err != nil {
-		return &errRow{err: err}
+		err = c.again(ctx, opQueryRow, err, func() (err error) {
+			l, err = c.admit(ctx)
+			return err
+		})
+		if err != nil {
+			return &errRow{err: err}
+		}
 	}
+	r := c.queryRow(ctx, l.st, l.at, l.pc.Conn(), l.pc, sql, args)
+	r.done = l.done
 	r.ctx, r.sql, r.args, r.retry = ctx, sql, args, true
 	return r
 }
 
-func (c *Client) queryRow(ctx context.Context, conn *pgx.Conn, q querier, pc *pgxpool.Conn, sql string, args []any) *row {
-	st := c.startStatement(ctx, conn)
-	return &row{r: q.QueryRow(ctx, sql, args...), c: c, st: st, pc: pc}
+func (c *Client) queryRow(ctx context.Context, st *connState, now int64, q querier, pc *pgxpool.Conn, sql string, args []any) *row {
+	timer := c.startStatement(ctx, st, now)
+	return &row{r: q.QueryRow(ctx, sql, args...), c: c, st: timer, pc: pc}
 }
 
 // SendBatch sends every queued statement of b in one round trip (pipeline)
@@ -237,29 +306,27 @@ func (c *Client) queryRow(ctx context.Context, conn *pgx.Conn, q querier, pc *pg
 // transaction ends. Errors, ErrPoolExhausted included, are returned by the
 // results' methods.
 func (c *Client) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	var br pgx.BatchResults
-	err := c.run(ctx, opBatch, func(ctx context.Context, done func(error)) (bool, error) {
-		pc, err := c.acquire(ctx)
-		if err != nil {
-			return false, err
-		}
-		res := c.sendBatch(ctx, pc.Conn(), pc.Conn(), pc, b)
-		res.done = done
-		br = res
-		return true, nil
-	})
+	l, err := c.admit(ctx)
 	if err != nil {
-		return pgx.FailedBatchResults(b, err)
+		err = c.again(ctx, opBatch, err, func() (err error) {
+			l, err = c.admit(ctx)
+			return err
+		})
+		if err != nil {
+			return pgx.FailedBatchResults(b, err)
+		}
 	}
-	return br
+	res := c.sendBatch(ctx, l.st, l.at, l.pc.Conn(), l.pc, b)
+	res.done = l.done
+	return res
 }
 
-func (c *Client) sendBatch(ctx context.Context, conn *pgx.Conn, q querier, pc *pgxpool.Conn, b *pgx.Batch) *batchResults {
-	st := c.startStatement(ctx, conn)
-	res := &batchResults{br: q.SendBatch(ctx, b), c: c, st: st, pc: pc}
+func (c *Client) sendBatch(ctx context.Context, st *connState, now int64, q querier, pc *pgxpool.Conn, b *pgx.Batch) *batchResults {
+	timer := c.startStatement(ctx, st, now)
+	res := &batchResults{br: q.SendBatch(ctx, b), c: c, st: timer, pc: pc}
 	if t := res.br.Tx(); t != nil {
 		// The transaction owns the connection from here on.
-		res.tx = &tx{tx: t, c: c, pc: pc}
+		res.tx = &tx{tx: t, c: c, pc: pc, st: st}
 		res.pc = nil
 	}
 	return res
@@ -269,23 +336,31 @@ func (c *Client) sendBatch(ctx context.Context, conn *pgx.Conn, q querier, pc *p
 // connection and returns the number of rows copied. The whole copy is one
 // statement for QueryTimeout.
 func (c *Client) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
-	var n int64
-	err := c.run(ctx, opCopy, func(ctx context.Context, _ func(error)) (bool, error) {
-		pc, err := c.acquire(ctx)
-		if err != nil {
-			return false, err
-		}
-		defer pc.Release()
-		n, err = c.copyFrom(ctx, pc.Conn(), pc.Conn(), table, columns, src)
-		return false, err
-	})
+	n, err := c.copyOnce(ctx, table, columns, src)
+	if err != nil {
+		err = c.again(ctx, opCopy, err, func() (err error) {
+			n, err = c.copyOnce(ctx, table, columns, src)
+			return err
+		})
+	}
 	return n, err
 }
 
-func (c *Client) copyFrom(ctx context.Context, conn *pgx.Conn, q querier, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
-	st := c.startStatement(ctx, conn)
+func (c *Client) copyOnce(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	l, err := c.admit(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, err := c.copyFrom(ctx, l.st, l.at, l.pc.Conn(), table, columns, src)
+	c.release(l.pc)
+	l.done(err)
+	return n, err
+}
+
+func (c *Client) copyFrom(ctx context.Context, st *connState, now int64, q querier, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	timer := c.startStatement(ctx, st, now)
 	n, err := q.CopyFrom(ctx, table, columns, src)
-	return n, c.finishStatement(st, err)
+	return n, c.finishStatement(timer, err)
 }
 
 // Acquire takes a connection from the pool for a sequence of statements
@@ -293,14 +368,16 @@ func (c *Client) copyFrom(ctx context.Context, conn *pgx.Conn, q querier, table 
 // counts as held, for leak detection, until then. Statements on it still get
 // QueryTimeout.
 func (c *Client) Acquire(ctx context.Context) (*Conn, error) {
-	var conn *Conn
-	err := c.run(ctx, opAcquire, func(ctx context.Context, _ func(error)) (bool, error) {
-		pc, err := c.acquire(ctx)
+	l, err := c.admit(ctx)
+	if err != nil {
+		err = c.again(ctx, opAcquire, err, func() (err error) {
+			l, err = c.admit(ctx)
+			return err
+		})
 		if err != nil {
-			return false, err
+			return nil, err
 		}
-		conn = &Conn{c: c, pc: pc}
-		return false, nil
-	})
-	return conn, err
+	}
+	l.done(nil)
+	return &Conn{c: c, pc: l.pc, st: l.st}, nil
 }

@@ -214,15 +214,12 @@ func (c *Client) rescan(ctx context.Context, sql string, args []any, dest []any,
 		if n == 1 {
 			return first
 		}
-		if c.closed.Load() {
-			return ErrClosed
+		l, err := c.admit(ctx)
+		if err != nil {
+			return err
 		}
-		return c.res.guard(func() error {
-			pc, err := c.acquire(ctx)
-			if err != nil {
-				return err
-			}
-			return c.queryRow(ctx, pc.Conn(), pc.Conn(), pc, sql, args).Scan(dest...) // releases pc
-		})
+		r := c.queryRow(ctx, l.st, l.at, l.pc.Conn(), l.pc, sql, args)
+		r.done = l.done
+		return r.Scan(dest...) // releases the connection and reports to the breaker
 	})
 }

@@ -29,7 +29,7 @@ func (r *rows) Close() {
 	r.r.Close()
 	r.err = r.c.finishStatement(r.st, r.r.Err())
 	if r.pc != nil {
-		r.pc.Release()
+		r.c.release(r.pc)
 		r.pc = nil
 	}
 	if r.done != nil {
@@ -105,7 +105,7 @@ func (r *row) Scan(dest ...any) error {
 	err := r.c.finishStatement(r.st, r.r.Scan(dest...))
 	r.st = nil
 	if r.pc != nil {
-		r.pc.Release()
+		r.c.release(r.pc)
 		r.pc = nil
 	}
 	if r.done != nil {
@@ -148,7 +148,7 @@ func (b *batchResults) Close() error {
 	b.closed = true
 	b.err = b.c.finishStatement(b.st, b.br.Close())
 	if b.pc != nil {
-		b.pc.Release()
+		b.c.release(b.pc)
 		b.pc = nil
 	}
 	if b.done != nil {

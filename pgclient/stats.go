@@ -25,13 +25,19 @@ type counters struct {
 	potentialLeaks    atomic.Int64
 	currentLeaks      atomic.Int64
 	recycledByQueries atomic.Int64
-	waiting           atomic.Int32
+	failedAcquireHist hist // acquisitions that failed; successful ones are per connection
+	permitWaits       atomic.Int64
+	permitWaitNanos   atomic.Int64
+
+	_       [64]byte     // waiting changes twice per acquisition: keep it off the cache
+	waiting atomic.Int32 // lines read on every operation
+	_       [60]byte
 }
 
 // connCounters count per connection what happens on every operation, so the
 // hot path touches no cache line shared between connections. They are
-// written by the goroutine holding the connection and summed by Stats; the
-// registry keeps the sums of closed connections.
+// written by the goroutine holding the connection and summed by Stats and the
+// metrics collector; the registry keeps the sums of closed connections.
 type connCounters struct {
 	acquired      atomic.Int64
 	released      atomic.Int64
@@ -40,11 +46,15 @@ type connCounters struct {
 	queryNanos    atomic.Int64
 	cacheLookups  atomic.Int64
 	cacheMisses   atomic.Int64
+	queryHist     [numKinds]hist
+	acquireHist   hist
 }
 
 // counterTotals is a plain sum of connCounters.
 type counterTotals struct {
 	acquired, released, queries, failedQueries, queryNanos, cacheLookups, cacheMisses int64
+	queryHist                                                                         [numKinds]histTotals
+	acquireHist                                                                       histTotals
 }
 
 func (t *counterTotals) add(c *connCounters) {
@@ -55,6 +65,76 @@ func (t *counterTotals) add(c *connCounters) {
 	t.queryNanos += c.queryNanos.Load()
 	t.cacheLookups += c.cacheLookups.Load()
 	t.cacheMisses += c.cacheMisses.Load()
+	for k := range numKinds {
+		t.queryHist[k].add(&c.queryHist[k])
+	}
+	t.acquireHist.add(&c.acquireHist)
+}
+
+// Histogram bucket bounds (upper, inclusive) of query and acquire durations.
+var (
+	queryBuckets   = bucketBounds(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30)
+	acquireBuckets = bucketBounds(.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .1, .5, 1, 5, 10)
+)
+
+// maxBuckets bounds the number of buckets of a hist.
+const maxBuckets = 16
+
+func bucketBounds(seconds ...float64) []time.Duration {
+	if len(seconds) > maxBuckets {
+		panic("pgclient: too many histogram buckets")
+	}
+	b := make([]time.Duration, len(seconds))
+	for i, s := range seconds {
+		b[i] = time.Duration(s * float64(time.Second))
+	}
+	return b
+}
+
+// hist is a duration histogram with fixed buckets. Like connCounters, each
+// connection has its own, written only by its holder (no contended cache line
+// on the hot path, unlike one shared Prometheus histogram), and the collector
+// sums them at scrape time.
+type hist struct {
+	counts [maxBuckets + 1]atomic.Uint64 // per bucket (not cumulative); the last is +Inf
+	nanos  atomic.Int64
+}
+
+func (h *hist) observe(bounds []time.Duration, d time.Duration) {
+	i := 0
+	for i < len(bounds) && d > bounds[i] {
+		i++
+	}
+	if i == len(bounds) {
+		i = maxBuckets
+	}
+	h.counts[i].Add(1)
+	h.nanos.Add(int64(d))
+}
+
+// histTotals is a plain sum of hists.
+type histTotals struct {
+	counts [maxBuckets + 1]uint64
+	nanos  int64
+}
+
+func (t *histTotals) add(h *hist) {
+	for i := range h.counts {
+		t.counts[i] += h.counts[i].Load()
+	}
+	t.nanos += h.nanos.Load()
+}
+
+// cumulative returns the count and the cumulative bucket counts keyed by
+// upper bound in seconds, as Prometheus wants them.
+func (t *histTotals) cumulative(bounds []time.Duration) (uint64, map[float64]uint64) {
+	buckets := make(map[float64]uint64, len(bounds))
+	var n uint64
+	for i, b := range bounds {
+		n += t.counts[i]
+		buckets[b.Seconds()] = n
+	}
+	return n + t.counts[maxBuckets], buckets
 }
 
 // recordStatements accounts n statements on st (failed of them failing) that
@@ -65,9 +145,7 @@ func (c *Client) recordStatements(st *connState, k kind, n, failed int64, d time
 	if failed > 0 {
 		st.ctr.failedQueries.Add(failed)
 	}
-	if m := c.metrics; m != nil {
-		m.queryDuration[k].Observe(d.Seconds())
-	}
+	st.ctr.queryHist[k].observe(queryBuckets, d)
 }
 
 // Stats is a point-in-time view of the client. The first seven fields are
@@ -121,8 +199,9 @@ type Stats struct {
 	// RecycledByIdle counts connections closed for idling past ConnMaxIdle.
 	RecycledByIdle int64 `json:"recycled_by_idle"`
 
-	// AcquireWaits counts acquisitions that had to wait for a connection
-	// (none was idle).
+	// AcquireWaits counts acquisitions that had to wait: for a connection
+	// to be released (all MaxConns in use), or for one to be opened (none
+	// was idle).
 	AcquireWaits int64 `json:"acquire_waits"`
 	// AcquireWaitMS is the total time those acquisitions waited, in
 	// milliseconds.
@@ -150,6 +229,12 @@ type Stats struct {
 
 // Stats returns the current statistics. It takes the pool's lock briefly.
 func (c *Client) Stats() Stats {
+	s, _ := c.statsAndTotals()
+	return s
+}
+
+// statsAndTotals returns Stats and the counter totals it was computed from.
+func (c *Client) statsAndTotals() (Stats, counterTotals) {
 	ps := c.pool.Stat()
 	t := c.conns.totals()
 	s := Stats{
@@ -174,8 +259,8 @@ func (c *Client) Stats() Stats {
 		RecycledByQueries: c.stats.recycledByQueries.Load(),
 		RecycledByIdle:    ps.MaxIdleDestroyCount(),
 
-		AcquireWaits:  ps.EmptyAcquireCount(),
-		AcquireWaitMS: ms(ps.EmptyAcquireWaitTime()),
+		AcquireWaits:  c.stats.permitWaits.Load() + ps.EmptyAcquireCount(),
+		AcquireWaitMS: ms(time.Duration(c.stats.permitWaitNanos.Load()) + ps.EmptyAcquireWaitTime()),
 	}
 	if s.QueryCount > 0 {
 		s.AvgQueryTimeMS = ms(time.Duration(t.queryNanos)) / float64(s.QueryCount)
@@ -192,7 +277,7 @@ func (c *Client) Stats() Stats {
 	s.Retries = c.res.retryCount()
 	s.BreakerState = c.BreakerStatus().State.String()
 	s.BreakerRejections = c.res.breaker.rejections()
-	return s
+	return s, t
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

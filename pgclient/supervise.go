@@ -57,7 +57,7 @@ func (c *Client) supervise() {
 			return
 		case now := <-t.C:
 			c.scanStatements()
-			c.scanLeaks(now)
+			c.scanLeaks()
 			c.watchUtilization(&u, now)
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -16,9 +15,10 @@ import (
 // and, for statements, pgx's watch of the context: together several percent
 // of a point query (BenchmarkPointQuery).
 //
-//   - Acquire: callers whose context can never be cancelled (such as
-//     context.Background) share one deadline context per slot of time
-//     (acquireDeadlines); others get their own.
+//   - Acquire: a caller that must wait for a connection waits for a permit
+//     (see permits) with one timer; taking the connection from the pool once
+//     it holds one shares a deadline context per slot of time
+//     (acquireDeadlines).
 //   - Statements: each connection records when its current statement started
 //     and the supervisor cancels statements past QueryTimeout (scanStatements),
 //     as pgx does for a cancelled context: a cancel request to the server,
@@ -32,27 +32,30 @@ import (
 type acquireDeadlines struct {
 	timeout   time.Duration
 	slotWidth time.Duration
+	epoch     time.Time // of the monotonic times given to slot
 	cur       atomic.Pointer[deadlineSlot]
 }
 
 type deadlineSlot struct {
-	start  time.Time
+	start  int64 // monotonic
 	ctx    context.Context
 	cancel context.CancelFunc
 }
 
-func newAcquireDeadlines(timeout time.Duration) *acquireDeadlines {
-	return &acquireDeadlines{timeout: timeout, slotWidth: min(timeout/100, 10*time.Millisecond)}
+func newAcquireDeadlines(timeout time.Duration, epoch time.Time) *acquireDeadlines {
+	return &acquireDeadlines{timeout: timeout, slotWidth: min(timeout/100, 10*time.Millisecond), epoch: epoch}
 }
 
-// slot returns the deadline slot for an acquisition starting at now.
-func (d *acquireDeadlines) slot(now time.Time) *deadlineSlot {
+// slot returns the deadline slot for an acquisition starting at now, a
+// monotonic time (see Client.monotonic).
+func (d *acquireDeadlines) slot(now int64) *deadlineSlot {
 	s := d.cur.Load()
-	if s != nil && now.Sub(s.start) < d.slotWidth {
+	if s != nil && time.Duration(now-s.start) < d.slotWidth {
 		return s
 	}
 	ns := &deadlineSlot{start: now}
-	ns.ctx, ns.cancel = context.WithDeadlineCause(context.Background(), now.Add(d.slotWidth+d.timeout), errAcquireTimedOut)
+	dl := d.epoch.Add(time.Duration(now) + d.slotWidth + d.timeout)
+	ns.ctx, ns.cancel = context.WithDeadlineCause(context.Background(), dl, errAcquireTimedOut)
 	if d.cur.CompareAndSwap(s, ns) {
 		return ns
 	}
@@ -67,8 +70,8 @@ func (d *acquireDeadlines) close() {
 	}
 }
 
-// sharedDeadlineCtx has the values of a context that is never cancelled and
-// the deadline of a shared slot.
+// sharedDeadlineCtx has the values of the caller's context and the deadline
+// of a shared slot.
 type sharedDeadlineCtx struct {
 	values context.Context
 	slot   *deadlineSlot
@@ -83,26 +86,31 @@ func (s *sharedDeadlineCtx) Value(key any) any           { return s.values.Value
 // slot instead of starting a goroutine.
 func (s *sharedDeadlineCtx) AfterFunc(f func()) func() bool { return context.AfterFunc(s.slot.ctx, f) }
 
-// acquireContext returns ctx bounded by AcquireTimeout, a function that
-// reports whether that bound (not ctx) ended it, and one that releases it.
-func (c *Client) acquireContext(ctx context.Context, now time.Time) (context.Context, func() bool, func()) {
-	if dl, ok := ctx.Deadline(); ok && dl.Sub(now) <= c.acquireTimeout {
-		return ctx, never, noop
-	}
-	if ctx.Done() == nil {
-		slot := c.deadlines.slot(now)
-		expired := func() bool { return slot.ctx.Err() != nil }
-		if ctx == context.Background() {
-			return slot.ctx, expired, noop
-		}
-		return &sharedDeadlineCtx{values: ctx, slot: slot}, expired, noop
-	}
-	actx, cancel := context.WithDeadlineCause(ctx, now.Add(c.acquireTimeout), errAcquireTimedOut)
-	return actx, func() bool { return errors.Is(context.Cause(actx), errAcquireTimedOut) }, cancel
+// acquireBound is a context bounded by AcquireTimeout for one acquisition.
+type acquireBound struct {
+	ctx  context.Context
+	slot *deadlineSlot // the shared slot whose deadline bounds ctx; nil when ctx's own deadline is sooner
 }
 
-func never() bool { return false }
-func noop()       {}
+// expired reports whether the bound, not the caller's context, ended ctx.
+func (b acquireBound) expired() bool { return b.slot != nil && b.slot.ctx.Err() != nil }
+
+// acquireContext returns the context for taking a connection from the pool
+// once the caller holds a permit: ctx bounded by AcquireTimeout from now (a
+// monotonic time). It shares the deadline of the current slot rather than
+// arming a timer per acquisition; the caller's cancellation is not seen
+// while the pool makes it wait, which happens only when connections are
+// held outside the client's methods (see permits).
+func (c *Client) acquireContext(ctx context.Context, now int64) acquireBound {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= c.acquireTimeout {
+		return acquireBound{ctx: ctx}
+	}
+	slot := c.deadlines.slot(now)
+	if ctx == context.Background() {
+		return acquireBound{ctx: slot.ctx, slot: slot}
+	}
+	return acquireBound{ctx: &sharedDeadlineCtx{values: ctx, slot: slot}, slot: slot}
+}
 
 // strayCancelDelay is how long a cancel request that may have missed its
 // statement is given to reach the backend (pgx uses the same delay).
@@ -114,18 +122,21 @@ const (
 	stmtFiring int64 = -1
 )
 
-// startStatement records that a statement starts on conn, unless ctx ends
-// before QueryTimeout would (pgx then cancels it on ctx). It returns what
-// finishStatement needs (nil when the client does not time it).
-func (c *Client) startStatement(ctx context.Context, conn *pgx.Conn) *connState {
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= c.queryTimeout {
-		return nil
-	}
-	st := stateOf(conn)
+// startStatement records that a statement starts on the connection whose
+// state is st, at now (the monotonic time, read here when 0), unless ctx
+// ends before QueryTimeout would (pgx then cancels it on ctx). It returns
+// what finishStatement needs (nil when the client does not time it).
+func (c *Client) startStatement(ctx context.Context, st *connState, now int64) *connState {
 	if st == nil {
 		return nil
 	}
-	st.stmt.Store(max(c.monotonic(), 1))
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= c.queryTimeout {
+		return nil
+	}
+	if now == 0 {
+		now = c.monotonic()
+	}
+	st.stmt.Store(max(now, 1))
 	return st
 }
 
@@ -158,7 +169,11 @@ func (c *Client) finishStatement(st *connState, err error) error {
 }
 
 // monotonic is the time since Open on the monotonic clock, in nanoseconds.
-func (c *Client) monotonic() int64 { return int64(time.Since(c.epoch)) }
+// It is cheaper to read than time.Now, and always positive.
+func (c *Client) monotonic() int64 { return int64(time.Since(c.epoch)) + 1 }
+
+// since is the time elapsed since the monotonic time t.
+func (c *Client) since(t int64) time.Duration { return time.Duration(c.monotonic() - t) }
 
 // scanStatements cancels every statement running longer than QueryTimeout.
 func (c *Client) scanStatements() {

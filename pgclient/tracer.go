@@ -21,10 +21,10 @@ type connState struct {
 	createdAt time.Time
 	pid       uint32
 
-	queries int64     // statements run on this connection
-	opStart time.Time // start of the traced operation in progress
-	batchN  int64     // statements read so far in the batch in progress
-	batchEr int64     // of which failed
+	queries int64 // statements run on this connection
+	opStart int64 // start of the traced operation in progress (monotonic, see Client.monotonic)
+	batchN  int64 // statements read so far in the batch in progress
+	batchEr int64 // of which failed
 
 	// lookup is set while a statement that consults the statement cache is
 	// running; a prepare under it is a cache miss.
@@ -34,6 +34,7 @@ type connState struct {
 	stmt       atomic.Int64  // start of the timed statement (see startStatement), or a stmt state
 	cancelDone chan struct{} // receives when a statement cancellation has finished
 	discard    bool          // close instead of returning to the pool
+	permit     bool          // the holder has a permit (see permits), given back after release
 
 	hold hold         // the current holder, when leak detection is on
 	ctr  connCounters // this connection's share of Stats
@@ -156,7 +157,12 @@ func (t *tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.Trac
 	if st.lookup {
 		st.ctr.cacheLookups.Add(1)
 	}
-	st.opStart = time.Now()
+	// The client's own statements have just read the clock: reuse it.
+	if start := st.stmt.Load(); start > 0 {
+		st.opStart = start
+	} else {
+		st.opStart = t.c.monotonic()
+	}
 	return ctx
 }
 
@@ -170,12 +176,12 @@ func (t *tracer) TraceQueryEnd(_ context.Context, conn *pgx.Conn, d pgx.TraceQue
 	if d.Err != nil {
 		failed = 1
 	}
-	t.c.recordStatements(st, kindQuery, 1, failed, time.Since(st.opStart))
+	t.c.recordStatements(st, kindQuery, 1, failed, t.c.since(st.opStart))
 }
 
 func (t *tracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
 	if st := stateOf(conn); st != nil {
-		st.opStart, st.batchN, st.batchEr = time.Now(), 0, 0
+		st.opStart, st.batchN, st.batchEr = t.c.monotonic(), 0, 0
 	}
 	return ctx
 }
@@ -200,13 +206,13 @@ func (t *tracer) TraceBatchEnd(_ context.Context, conn *pgx.Conn, d pgx.TraceBat
 		failed = 1 // the batch failed as a whole
 		n = max(n, 1)
 	}
-	t.c.recordStatements(st, kindBatch, n, failed, time.Since(st.opStart))
+	t.c.recordStatements(st, kindBatch, n, failed, t.c.since(st.opStart))
 }
 
 func (t *tracer) TraceCopyFromStart(ctx context.Context, conn *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
 	if st := stateOf(conn); st != nil {
 		st.queries++
-		st.opStart = time.Now()
+		st.opStart = t.c.monotonic()
 	}
 	return ctx
 }
@@ -220,7 +226,7 @@ func (t *tracer) TraceCopyFromEnd(_ context.Context, conn *pgx.Conn, d pgx.Trace
 	if d.Err != nil {
 		failed = 1
 	}
-	t.c.recordStatements(st, kindCopy, 1, failed, time.Since(st.opStart))
+	t.c.recordStatements(st, kindCopy, 1, failed, t.c.since(st.opStart))
 }
 
 // TracePrepareStart counts statement cache misses: pgx prepares a statement

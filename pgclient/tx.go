@@ -22,31 +22,39 @@ func (c *Client) Begin(ctx context.Context) (pgx.Tx, error) {
 // already cancelled (bounded by QueryTimeout), so the connection returns to
 // the pool clean.
 func (c *Client) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
-	var t pgx.Tx
-	err := c.run(ctx, opBegin, func(ctx context.Context, _ func(error)) (bool, error) {
-		pc, err := c.acquire(ctx)
-		if err != nil {
-			return false, err
-		}
-		t, err = c.beginTx(ctx, pc.Conn(), pc, opts)
-		if err != nil {
-			pc.Release()
-		}
-		return false, err
-	})
+	t, err := c.beginOnce(ctx, opts)
+	if err != nil {
+		err = c.again(ctx, opBegin, err, func() (err error) {
+			t, err = c.beginOnce(ctx, opts)
+			return err
+		})
+	}
 	if err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
-func (c *Client) beginTx(ctx context.Context, conn *pgx.Conn, pc *pgxpool.Conn, opts pgx.TxOptions) (*tx, error) {
-	st := c.startStatement(ctx, conn)
-	t, err := conn.BeginTx(ctx, opts)
-	if err = c.finishStatement(st, err); err != nil {
+func (c *Client) beginOnce(ctx context.Context, opts pgx.TxOptions) (*tx, error) {
+	l, err := c.admit(ctx)
+	if err != nil {
 		return nil, err
 	}
-	return &tx{tx: t, c: c, pc: pc}, nil
+	t, err := c.beginTx(ctx, l.st, l.at, l.pc.Conn(), l.pc, opts)
+	if err != nil {
+		c.release(l.pc)
+	}
+	l.done(err)
+	return t, err
+}
+
+func (c *Client) beginTx(ctx context.Context, st *connState, now int64, conn *pgx.Conn, pc *pgxpool.Conn, opts pgx.TxOptions) (*tx, error) {
+	timer := c.startStatement(ctx, st, now)
+	t, err := conn.BeginTx(ctx, opts)
+	if err = c.finishStatement(timer, err); err != nil {
+		return nil, err
+	}
+	return &tx{tx: t, c: c, pc: pc, st: st}, nil
 }
 
 // InTx runs fn in a transaction and commits when fn returns nil; when fn
@@ -120,67 +128,72 @@ type tx struct {
 	tx pgx.Tx
 	c  *Client
 	pc *pgxpool.Conn // released at commit or rollback; nil for nested and Conn transactions
+	st *connState    // the connection's state
 }
 
 var _ pgx.Tx = (*tx)(nil)
 
 func (t *tx) Begin(ctx context.Context) (pgx.Tx, error) {
-	st := t.c.startStatement(ctx, t.tx.Conn())
+	timer := t.c.startStatement(ctx, t.st, 0)
 	inner, err := t.tx.Begin(ctx)
-	if err = t.c.finishStatement(st, err); err != nil {
+	if err = t.c.finishStatement(timer, err); err != nil {
 		return nil, err
 	}
-	return &tx{tx: inner, c: t.c}, nil
+	return &tx{tx: inner, c: t.c, st: t.st}, nil
 }
 
 func (t *tx) Commit(ctx context.Context) error {
-	st := t.c.startStatement(ctx, t.tx.Conn())
-	err := t.c.finishStatement(st, t.tx.Commit(ctx))
+	timer := t.c.startStatement(ctx, t.st, 0)
+	err := t.c.finishStatement(timer, t.tx.Commit(ctx))
 	t.release()
 	return err
 }
 
 func (t *tx) Rollback(ctx context.Context) error {
 	ctx = context.WithoutCancel(ctx)
-	st := t.c.startStatement(ctx, t.tx.Conn())
-	err := t.c.finishStatement(st, t.tx.Rollback(ctx))
+	timer := t.c.startStatement(ctx, t.st, 0)
+	err := t.c.finishStatement(timer, t.tx.Rollback(ctx))
 	t.release()
 	return err
 }
 
 func (t *tx) release() {
 	if t.pc != nil {
-		t.pc.Release()
+		t.c.release(t.pc)
 		t.pc = nil
 	}
 }
 
 func (t *tx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
-	return t.c.copyFrom(ctx, t.tx.Conn(), t.tx, table, columns, src)
+	return t.c.copyFrom(ctx, t.st, 0, t.tx, table, columns, src)
 }
 
 func (t *tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	return t.c.sendBatch(ctx, t.tx.Conn(), t.tx, nil, b)
+	return t.c.sendBatch(ctx, t.st, 0, t.tx, nil, b)
 }
 
 func (t *tx) LargeObjects() pgx.LargeObjects { return t.tx.LargeObjects() }
 
 func (t *tx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
-	st := t.c.startStatement(ctx, t.tx.Conn())
+	timer := t.c.startStatement(ctx, t.st, 0)
 	sd, err := t.tx.Prepare(ctx, name, sql)
-	return sd, t.c.finishStatement(st, err)
+	return sd, t.c.finishStatement(timer, err)
 }
 
 func (t *tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	return t.c.exec(ctx, t.tx.Conn(), t.tx, sql, args)
+	return t.c.exec(ctx, t.st, 0, t.tx, sql, args)
 }
 
 func (t *tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	return t.c.query(ctx, t.tx.Conn(), t.tx, nil, sql, args)
+	r, err := t.c.query(ctx, t.st, 0, t.tx, nil, sql, args)
+	if err != nil {
+		return &errRows{err: err}, err
+	}
+	return r, nil
 }
 
 func (t *tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	return t.c.queryRow(ctx, t.tx.Conn(), t.tx, nil, sql, args)
+	return t.c.queryRow(ctx, t.st, 0, t.tx, nil, sql, args)
 }
 
 func (t *tx) Conn() *pgx.Conn { return t.tx.Conn() }
