@@ -50,6 +50,17 @@ type connCounters struct {
 	acquireHist   hist
 }
 
+// add adds n to a per-connection counter. Only the connection's holder
+// writes its counters (the pool orders successive holders), so a load and a
+// store do, without the locked read-modify-write of Add; readers still load
+// atomically.
+func add[T int64 | uint64, A interface {
+	Load() T
+	Store(T)
+}](a A, n T) {
+	a.Store(a.Load() + n)
+}
+
 // counterTotals is a plain sum of connCounters.
 type counterTotals struct {
 	acquired, released, queries, failedQueries, queryNanos, cacheLookups, cacheMisses int64
@@ -108,8 +119,8 @@ func (h *hist) observe(bounds []time.Duration, d time.Duration) {
 	if i == len(bounds) {
 		i = maxBuckets
 	}
-	h.counts[i].Add(1)
-	h.nanos.Add(int64(d))
+	add(&h.counts[i], 1)
+	add(&h.nanos, int64(d))
 }
 
 // histTotals is a plain sum of hists.
@@ -140,10 +151,10 @@ func (t *histTotals) cumulative(bounds []time.Duration) (uint64, map[float64]uin
 // recordStatements accounts n statements on st (failed of them failing) that
 // took d in all.
 func (c *Client) recordStatements(st *connState, k kind, n, failed int64, d time.Duration) {
-	st.ctr.queries.Add(n)
-	st.ctr.queryNanos.Add(int64(d))
+	add(&st.ctr.queries, n)
+	add(&st.ctr.queryNanos, int64(d))
 	if failed > 0 {
-		st.ctr.failedQueries.Add(failed)
+		add(&st.ctr.failedQueries, failed)
 	}
 	st.ctr.queryHist[k].observe(queryBuckets, d)
 }

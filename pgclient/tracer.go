@@ -116,7 +116,7 @@ func (t *tracer) TraceAcquireEnd(_ context.Context, _ *pgxpool.Pool, d pgxpool.T
 	if st == nil {
 		return
 	}
-	st.ctr.acquired.Add(1)
+	add(&st.ctr.acquired, 1)
 	if t.c.leakThreshold > 0 {
 		t.c.beginHold(st)
 	}
@@ -131,7 +131,7 @@ func (t *tracer) TraceRelease(_ *pgxpool.Pool, d pgxpool.TraceReleaseData) {
 	if st == nil {
 		return
 	}
-	st.ctr.released.Add(1)
+	add(&st.ctr.released, 1)
 	c.endHold(st, "released")
 	if d.Conn.IsClosed() {
 		return
@@ -155,7 +155,7 @@ func (t *tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.Trac
 	st.queries++
 	st.lookup = t.c.usesStatementCache(d.SQL, d.Args)
 	if st.lookup {
-		st.ctr.cacheLookups.Add(1)
+		add(&st.ctr.cacheLookups, 1)
 	}
 	// The client's own statements have just read the clock: reuse it.
 	if start := st.stmt.Load(); start > 0 {
@@ -234,7 +234,7 @@ func (t *tracer) TraceCopyFromEnd(_ context.Context, conn *pgx.Conn, d pgx.Trace
 func (t *tracer) TracePrepareStart(ctx context.Context, conn *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
 	if st := stateOf(conn); st != nil && st.lookup {
 		st.lookup = false
-		st.ctr.cacheMisses.Add(1)
+		add(&st.ctr.cacheMisses, 1)
 	}
 	return ctx
 }
