@@ -119,7 +119,7 @@ func (s *Store) insertOne(ctx context.Context, e *NewEvent) (id uuid.UUID, dupli
 			return uuid.Nil, false, fmt.Errorf("store: new event id: %w", err)
 		}
 	}
-	sql, args := insertOneSQL, []any{id, e.Source, e.Action, e.Resource, e.ResourceID, e.Payload, metadataArg(e.Metadata), e.DeliveryID}
+	sql, args := insertOneSQL, []any{[16]byte(id), e.Source, e.Action, e.Resource, e.ResourceID, e.Payload, metadataArg(e.Metadata), e.DeliveryID}
 	if !e.CreatedAt.IsZero() {
 		sql, args = insertOneExplicitSQL, append(args, e.CreatedAt)
 	}

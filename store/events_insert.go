@@ -86,8 +86,8 @@ type explicitKey struct {
 
 // eventColumns holds a batch as one slice per column, the shape unnest takes.
 type eventColumns struct {
-	pos        []int // index in the caller's batch
-	ids        []uuid.UUID
+	pos        []int      // index in the caller's batch
+	ids        [][16]byte // uuid.UUID is sent as text (driver.Valuer); [16]byte in binary
 	sources    []string
 	actions    []string
 	resources  []string
@@ -105,7 +105,7 @@ type eventColumns struct {
 
 func newEventColumns(n int) *eventColumns {
 	return &eventColumns{
-		pos: make([]int, 0, n), ids: make([]uuid.UUID, 0, n),
+		pos: make([]int, 0, n), ids: make([][16]byte, 0, n),
 		sources: make([]string, 0, n), actions: make([]string, 0, n),
 		resources: make([]string, 0, n), resIDs: make([]string, 0, n),
 		payloads: make([]json.RawMessage, 0, n), metadata: make([]json.RawMessage, 0, n),
@@ -115,7 +115,7 @@ func newEventColumns(n int) *eventColumns {
 
 func (c *eventColumns) add(pos int, id uuid.UUID, e *NewEvent) {
 	c.pos = append(c.pos, pos)
-	c.ids = append(c.ids, id)
+	c.ids = append(c.ids, [16]byte(id))
 	c.sources = append(c.sources, e.Source)
 	c.actions = append(c.actions, e.Action)
 	c.resources = append(c.resources, e.Resource)
