@@ -317,8 +317,8 @@ func (c *Client) unregister() {
 // detection still apply, since they hook into the connections themselves.
 // A connection held from it is not counted against the client's own
 // admission (see permits): while such connections fill the pool, the
-// client's callers wait inside the pool, still bounded by AcquireTimeout but
-// no longer ended early by their own cancellation. Hijacking a connection
+// client's callers wait inside pgxpool, still bounded by AcquireTimeout but
+// not ended early by their own cancellation. Hijacking a connection
 // from it is not supported.
 func (c *Client) Pool() *pgxpool.Pool { return c.pool }
 

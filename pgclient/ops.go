@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// op names a Client operation, for the policy in run.
+// op names a Client operation, for its retry policy (retryableOp).
 type op uint8
 
 const (
@@ -101,10 +101,12 @@ func retryableOp(ctx context.Context, o op, err error) bool {
 // the pool to hand over an idle connection or open one.
 func (c *Client) acquire(ctx context.Context) (lease, error) {
 	start := c.monotonic()
+	var slot *deadlineSlot // the deadline of the whole acquisition, once needed
 	if !c.permits.tryAcquire() {
 		var expired <-chan struct{}
 		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.acquireTimeout {
-			expired = c.deadlines.slot(start).ctx.Done()
+			slot = c.deadlines.slot(start)
+			expired = slot.ctx.Done()
 		}
 		c.stats.waiting.Add(1)
 		err := c.permits.acquire(ctx, expired)
@@ -116,7 +118,7 @@ func (c *Client) acquire(ctx context.Context) (lease, error) {
 			return lease{}, c.acquireFailed(ctx, wait, err == errAcquireTimedOut, err)
 		}
 	}
-	bound := c.acquireContext(ctx, start)
+	bound := c.acquireContext(ctx, start, slot)
 	pc, err := c.pool.Acquire(bound.ctx)
 	now := c.monotonic()
 	wait := time.Duration(now - start)
@@ -157,7 +159,7 @@ func (c *Client) release(pc *pgxpool.Conn) {
 // acquireFailed counts and classifies a failed acquisition (see
 // acquireError). Nothing was sent for the operation yet: it is safe to retry.
 func (c *Client) acquireFailed(ctx context.Context, wait time.Duration, timedOut bool, err error) error {
-	c.stats.failedAcquireHist.observe(acquireBuckets, wait)
+	c.stats.failedAcquireHist.observeShared(acquireBuckets, wait)
 	return markNotSent(c.acquireError(ctx, timedOut, wait, err))
 }
 

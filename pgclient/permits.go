@@ -15,10 +15,11 @@ import (
 // a point query's throughput (bench pool). golang.org/x/sync/semaphore
 // takes a single context, which would need a derived one per wait.
 //
-// A permit is taken before pgxpool's Acquire and given back when the
-// connection is released (Client.release), so the pool itself only
-// makes a caller wait when connections are held outside the client's
-// methods (Pool()); that wait is bounded by AcquireTimeout.
+// A permit is taken before pgxpool's Acquire and given back after the
+// connection is released (Client.release), so a caller holding one finds a
+// connection idle, or room to open one, in the pool, unless connections are
+// held outside the client's methods (see Client.acquireContext for the waits
+// that remain inside pgxpool).
 type permits struct {
 	mu      sync.Mutex
 	free    int

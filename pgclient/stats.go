@@ -29,8 +29,8 @@ type counters struct {
 	permitWaits       atomic.Int64
 	permitWaitNanos   atomic.Int64
 
-	_       [64]byte     // waiting changes twice per acquisition: keep it off the cache
-	waiting atomic.Int32 // lines read on every operation
+	_       [64]byte     // waiting changes whenever a caller queues for admission:
+	waiting atomic.Int32 // keep it off the cache lines read on every operation
 	_       [60]byte
 }
 
@@ -111,7 +111,21 @@ type hist struct {
 	nanos  atomic.Int64
 }
 
+// observe records d in a connection's histogram: its holder is the only
+// writer.
 func (h *hist) observe(bounds []time.Duration, d time.Duration) {
+	i := bucketOf(bounds, d)
+	add(&h.counts[i], 1)
+	add(&h.nanos, int64(d))
+}
+
+// observeShared records d in a histogram that any goroutine may write.
+func (h *hist) observeShared(bounds []time.Duration, d time.Duration) {
+	h.counts[bucketOf(bounds, d)].Add(1)
+	h.nanos.Add(int64(d))
+}
+
+func bucketOf(bounds []time.Duration, d time.Duration) int {
 	i := 0
 	for i < len(bounds) && d > bounds[i] {
 		i++
@@ -119,8 +133,7 @@ func (h *hist) observe(bounds []time.Duration, d time.Duration) {
 	if i == len(bounds) {
 		i = maxBuckets
 	}
-	add(&h.counts[i], 1)
-	add(&h.nanos, int64(d))
+	return i
 }
 
 // histTotals is a plain sum of hists.
@@ -193,7 +206,8 @@ type Stats struct {
 	Idle int32 `json:"idle"`
 	// InUse is the number of connections acquired.
 	InUse int32 `json:"in_use"`
-	// Waiting is the number of callers waiting for a connection right now.
+	// Waiting is the number of callers queued for admission right now (all
+	// MaxConns connections held by the client's callers; see permits).
 	Waiting int32 `json:"waiting"`
 	// Max is MaxConns.
 	Max int32 `json:"max"`
