@@ -160,9 +160,9 @@ func producedEventIDs(req *kmsg.ProduceRequest) []string {
 }
 
 // A coordinator SIGKILLed while a batch is in flight, and a fresh one started
-// after: every event is delivered at least once, and the only duplicates are
-// events of the batch in flight at the kill, each with the same event id and
-// attempt.
+// after: every event is delivered at least once, and the only copies of one
+// attempt are those of the batch in flight at the kill (same event id, key
+// and body). Later attempts after a failed delivery may add copies.
 func TestKilledMidBatchRecovers(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -228,8 +228,11 @@ func TestKilledMidBatchRecovers(t *testing.T) {
 	final := b.waitSettled(t)
 	require.Equal(t, n, final[store.EventProcessed])
 
-	want := n + len(held)
-	recs := b.readRecords(t, want)
+	// Everything in the topic: reading past its end runs into the timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	recs, err := kafka.ReadAll(ctx, b.broker.Config(), 3*n)
+	require.Error(t, err)
 	copies := map[string][]kafka.Record{}
 	for _, r := range recs {
 		id := header(r, HeaderEventID)
@@ -239,21 +242,26 @@ func TestKilledMidBatchRecovers(t *testing.T) {
 	heldSet := map[string]bool{}
 	for _, id := range held {
 		heldSet[id] = true
+		require.GreaterOrEqual(t, len(copies[id]), 2, "held event %s sent again after the reclaim", id)
 	}
+	// Two copies of one attempt come only from the batch in flight at the
+	// kill (sent by the dead child, then again after the reclaim). Copies
+	// with a later attempt are retries after a delivery that failed (a
+	// 1s delivery timeout on a loaded machine): at least once allows them.
 	for id, rs := range copies {
-		if len(rs) == 1 {
-			continue
+		byAttempt := map[string][]kafka.Record{}
+		for _, r := range rs {
+			a := header(r, HeaderAttempt)
+			byAttempt[a] = append(byAttempt[a], r)
 		}
-		require.True(t, heldSet[id], "event %s duplicated but was not in flight at the kill", id)
-		require.Len(t, rs, 2)
-		require.Equal(t, rs[0].Key, rs[1].Key)
-		require.Equal(t, header(rs[0], HeaderAttempt), header(rs[1], HeaderAttempt))
-		require.JSONEq(t, string(rs[0].Value), string(rs[1].Value))
+		for attempt, same := range byAttempt {
+			if len(same) == 1 {
+				continue
+			}
+			require.True(t, heldSet[id], "event %s sent twice as attempt %s but was not in flight at the kill", id, attempt)
+			require.Len(t, same, 2)
+			require.Equal(t, same[0].Key, same[1].Key)
+			require.JSONEq(t, string(same[0].Value), string(same[1].Value))
+		}
 	}
-	// Nothing beyond: reading one record more runs out of records.
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	extra, err := kafka.ReadAll(ctx, b.broker.Config(), want+1)
-	require.Error(t, err)
-	require.Len(t, extra, want)
 }
