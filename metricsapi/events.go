@@ -12,10 +12,11 @@ import (
 	"github.com/omnibridge/omnibridge/store"
 )
 
-// eventJSON is a hook event as the API serves it. Listings leave out the
-// payload and metadata (an event may carry up to a MiB of each); GET
+// EventJSON is a hook event as the API serves it, and as `omnibridge events
+// … --json` prints it. Listings of the API leave out the payload and
+// metadata (an event may carry up to a MiB of each); GET
 // /api/v1/events/{id} includes them.
-type eventJSON struct {
+type EventJSON struct {
 	ID         uuid.UUID `json:"id"`
 	Source     string    `json:"source"`
 	Action     string    `json:"action"`
@@ -36,8 +37,10 @@ type eventJSON struct {
 	Metadata json.RawMessage `json:"metadata,omitempty"`
 }
 
-func toEventJSON(e *store.HookEvent, full bool) eventJSON {
-	out := eventJSON{
+// NewEventJSON returns e's representation, with its payload and metadata
+// when full is set.
+func NewEventJSON(e *store.HookEvent, full bool) EventJSON {
+	out := EventJSON{
 		ID: e.ID, Source: e.Source, Action: e.Action, Resource: e.Resource, ResourceID: e.ResourceID,
 		DeliveryID: e.DeliveryID, Status: string(e.Status), RetryCount: e.RetryCount,
 		ProcessingErrors: nonNil(e.ProcessingErrors), CreatedAt: e.CreatedAt,
@@ -58,7 +61,7 @@ func toEventJSON(e *store.HookEvent, full bool) eventJSON {
 // eventsResponse is the body of GET /api/v1/events.
 type eventsResponse struct {
 	// Events, newest first.
-	Events []eventJSON `json:"events"`
+	Events []EventJSON `json:"events"`
 	// NextCursor continues the listing (?cursor=); null on the last page.
 	NextCursor *string `json:"next_cursor"`
 }
@@ -101,9 +104,9 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := eventsResponse{Events: make([]eventJSON, len(page.Events))}
+	out := eventsResponse{Events: make([]EventJSON, len(page.Events))}
 	for i := range page.Events {
-		out.Events[i] = toEventJSON(&page.Events[i], false)
+		out.Events[i] = NewEventJSON(&page.Events[i], false)
 	}
 	if page.Next != nil {
 		s := page.Next.String()
@@ -129,7 +132,7 @@ func (a *API) getEvent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, toEventJSON(&e, true))
+	writeJSON(w, http.StatusOK, NewEventJSON(&e, true))
 	return nil
 }
 

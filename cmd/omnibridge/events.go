@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/omnibridge/omnibridge/internal/app"
+	"github.com/omnibridge/omnibridge/metricsapi"
 	"github.com/omnibridge/omnibridge/store"
 )
 
@@ -129,7 +129,7 @@ func newEventsShowCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return writeJSON(cmd.OutOrStdout(), eventJSON(ev))
+				return writeJSON(cmd.OutOrStdout(), metricsapi.NewEventJSON(&ev, true))
 			})
 		},
 	}
@@ -266,34 +266,12 @@ func oneLine(s string, max int) string {
 	return s
 }
 
-type eventOut struct {
-	ID               uuid.UUID       `json:"id"`
-	Source           string          `json:"source"`
-	Action           string          `json:"action"`
-	Resource         string          `json:"resource"`
-	ResourceID       string          `json:"resource_id"`
-	DeliveryID       string          `json:"delivery_id,omitempty"`
-	Status           string          `json:"status"`
-	RetryCount       int             `json:"retry_count"`
-	CreatedAt        time.Time       `json:"created_at"`
-	NextAttemptAt    time.Time       `json:"next_attempt_at"`
-	ProcessedAt      *time.Time      `json:"processed_at,omitempty"`
-	ProcessingErrors []string        `json:"processing_errors,omitempty"`
-	Payload          json.RawMessage `json:"payload"`
-	Metadata         json.RawMessage `json:"metadata"`
-}
-
-func eventJSON(e store.HookEvent) eventOut {
-	return eventOut{ID: e.ID, Source: e.Source, Action: e.Action, Resource: e.Resource, ResourceID: e.ResourceID,
-		DeliveryID: e.DeliveryID, Status: string(e.Status), RetryCount: e.RetryCount, CreatedAt: e.CreatedAt,
-		NextAttemptAt: e.NextAttemptAt, ProcessedAt: e.ProcessedAt, ProcessingErrors: e.ProcessingErrors,
-		Payload: e.Payload, Metadata: e.Metadata}
-}
-
+// eventsJSON is a list of events in the API's representation, payloads
+// included.
 func eventsJSON(evs []store.HookEvent, next *store.Cursor) map[string]any {
-	out := make([]eventOut, 0, len(evs))
-	for _, e := range evs {
-		out = append(out, eventJSON(e))
+	out := make([]metricsapi.EventJSON, 0, len(evs))
+	for i := range evs {
+		out = append(out, metricsapi.NewEventJSON(&evs[i], true))
 	}
 	res := map[string]any{"events": out}
 	if next != nil {
