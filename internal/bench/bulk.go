@@ -165,12 +165,8 @@ func Bulk(ctx context.Context, pool *pgxpool.Pool, cfg BulkConfig) (BulkReport, 
 	if err := cfg.validate(); err != nil {
 		return BulkReport{}, err
 	}
-	var nonEmpty bool
-	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM omnibridge.hook_events)`).Scan(&nonEmpty); err != nil {
-		return BulkReport{}, fmt.Errorf("bench bulk: needs a migrated database: %w", err)
-	}
-	if nonEmpty {
-		return BulkReport{}, errors.New("bench bulk: omnibridge.hook_events is not empty; the benchmark truncates it, so point it at a scratch database")
+	if err := checkScratch(ctx, pool, "bulk"); err != nil {
+		return BulkReport{}, err
 	}
 	b := &bulkBench{cfg: cfg, pool: pool, store: store.New(cfg.Ours), checkpoint: true}
 	defer b.truncate(context.WithoutCancel(ctx))
@@ -222,11 +218,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 
 func (b *bulkBench) truncate(ctx context.Context) error {
 	b.inserted = 0
-	_, err := b.pool.Exec(ctx, `TRUNCATE omnibridge.hook_events, omnibridge.hook_event_deliveries, omnibridge.event_metrics`)
-	if err != nil {
-		return fmt.Errorf("bench bulk: truncate: %w", err)
-	}
-	return nil
+	return emptyEvents(ctx, b.pool, "bulk")
 }
 
 // settle prepares the table for a timed insert of n rows. Small inserts share

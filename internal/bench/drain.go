@@ -133,12 +133,8 @@ func Drain(ctx context.Context, dbURL string, n int, cfg DrainConfig) (DrainResu
 		return DrainResult{}, fmt.Errorf("bench drain: %w", err)
 	}
 	defer db.Close()
-	var nonEmpty bool
-	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM omnibridge.hook_events)`).Scan(&nonEmpty); err != nil {
-		return DrainResult{}, fmt.Errorf("bench drain: needs a migrated database: %w", err)
-	}
-	if nonEmpty {
-		return DrainResult{}, errors.New("bench drain: omnibridge.hook_events is not empty; the benchmark truncates it, so point it at a scratch database")
+	if err := checkScratch(ctx, db, "drain"); err != nil {
+		return DrainResult{}, err
 	}
 
 	broker, err := kafka.StartBroker(kafka.WithPartitions(cfg.Partitions))
@@ -288,11 +284,7 @@ func (r *drainRun) storeBaseline(ctx context.Context, n int) (float64, error) {
 }
 
 func (r *drainRun) truncate(ctx context.Context) error {
-	_, err := r.db.Exec(ctx, `TRUNCATE omnibridge.hook_events, omnibridge.hook_event_deliveries, omnibridge.event_metrics`)
-	if err != nil {
-		return fmt.Errorf("bench drain: truncate: %w", err)
-	}
-	return nil
+	return emptyEvents(ctx, r.db, "drain")
 }
 
 // waitDrained waits until Kafka acknowledged acked records in all, then

@@ -190,14 +190,10 @@ func Ingest(ctx context.Context, dbURL string, opts IngestOptions) (res IngestRe
 		return IngestResult{}, fmt.Errorf("bench ingest: connect: %w", err)
 	}
 	defer pool.Close()
-	var nonEmpty bool
-	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM omnibridge.hook_events)`).Scan(&nonEmpty); err != nil {
-		return IngestResult{}, fmt.Errorf("bench ingest: needs a migrated database: %w", err)
+	if err := checkScratch(ctx, pool, "ingest"); err != nil {
+		return IngestResult{}, err
 	}
-	if nonEmpty {
-		return IngestResult{}, errors.New("bench ingest: omnibridge.hook_events is not empty; the benchmark truncates it, so point it at a scratch database")
-	}
-	defer func() { err = errors.Join(err, truncateEvents(context.WithoutCancel(ctx), pool)) }()
+	defer func() { err = errors.Join(err, emptyEvents(context.WithoutCancel(ctx), pool, "ingest")) }()
 
 	opts.Progress("starting both servers")
 	naive, err := startNaive(ctx, dbURL, opts)
@@ -237,13 +233,6 @@ func Ingest(ctx context.Context, dbURL string, opts IngestOptions) (res IngestRe
 		res.Ratio = res.Rate / res.BaselineRate
 	}
 	return res, nil
-}
-
-func truncateEvents(ctx context.Context, pool *pgxpool.Pool) error {
-	if _, err := pool.Exec(ctx, `TRUNCATE omnibridge.hook_events, omnibridge.hook_event_deliveries`); err != nil {
-		return fmt.Errorf("bench ingest: truncate: %w", err)
-	}
-	return nil
 }
 
 // checkStored fills the loss figures of run from the source's rows.
