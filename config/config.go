@@ -16,8 +16,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/omnibridge/omnibridge/internal/fielderr"
 	"github.com/omnibridge/omnibridge/kafka"
-	"github.com/omnibridge/omnibridge/pgclient"
 	"github.com/omnibridge/omnibridge/store"
 )
 
@@ -125,18 +125,10 @@ func (c Config) Validate() error {
 }
 
 // FieldError names an invalid configuration field and its value.
-type FieldError struct {
-	Field  string
-	Value  any
-	Reason string
-}
-
-func (e *FieldError) Error() string {
-	return fmt.Sprintf("%s: invalid value %q: %s", e.Field, fmt.Sprint(e.Value), e.Reason)
-}
+type FieldError = fielderr.Error
 
 func fieldError(field string, value any, reason string) error {
-	return &FieldError{Field: field, Value: value, Reason: reason}
+	return fielderr.New(field, value, reason)
 }
 
 // prefixed splits a joined validation error of a section into its parts and puts
@@ -148,19 +140,10 @@ func prefixed(section string, err error) []error {
 	parts := unwrapJoined(err)
 	out := make([]error, 0, len(parts))
 	for _, p := range parts {
-		var (
-			fe *FieldError
-			pe *pgclient.ConfigError
-			ke *kafka.FieldError
-		)
-		switch {
-		case errors.As(p, &fe):
-			out = append(out, &FieldError{Field: section + "." + fe.Field, Value: fe.Value, Reason: fe.Reason})
-		case errors.As(p, &pe):
-			out = append(out, &FieldError{Field: section + "." + pe.Field, Value: pe.Value, Reason: pe.Reason})
-		case errors.As(p, &ke):
-			out = append(out, &FieldError{Field: section + "." + ke.Field, Value: ke.Value, Reason: ke.Reason})
-		default:
+		// Every package's field error is a *fielderr.Error.
+		if fe, ok := errors.AsType[*FieldError](p); ok {
+			out = append(out, fe.Within(section))
+		} else {
 			out = append(out, fmt.Errorf("%s: %w", section, p))
 		}
 	}

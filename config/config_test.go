@@ -125,3 +125,44 @@ func TestPathsNameEnvironmentVariables(t *testing.T) {
 	require.Contains(t, joined, "database.url=OMNIBRIDGE_DATABASE_URL")
 	require.Contains(t, joined, "log.level=OMNIBRIDGE_LOG_LEVEL")
 }
+
+// TestFieldErrorsNameTheirSection checks that every section's invalid field
+// comes out as a *FieldError named by its full path.
+func TestFieldErrorsNameTheirSection(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, `
+database:
+  max_conns: -3
+services:
+  hook_receiver:
+    addr: nohostport
+    batch:
+      max_size: 99999
+  workflow_coordinator:
+    batch_size: -1
+  model_metrics:
+    max_page_size: -1
+`)
+	_, err := Load(Source{File: file, Env: env(nil)})
+	require.Error(t, err)
+	fields := map[string]bool{}
+	var walk func(error)
+	walk = func(e error) {
+		switch u := e.(type) {
+		case *FieldError:
+			fields[u.Field] = true
+		case interface{ Unwrap() []error }:
+			for _, x := range u.Unwrap() {
+				walk(x)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		}
+	}
+	walk(err)
+	for _, want := range []string{"database.max_conns", "services.hook_receiver.addr",
+		"services.hook_receiver.batch.max_size", "services.workflow_coordinator.batch_size",
+		"services.model_metrics.max_page_size"} {
+		require.True(t, fields[want], "%s not among %v", want, fields)
+	}
+}

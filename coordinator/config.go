@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/omnibridge/omnibridge/internal/fielderr"
 	"github.com/omnibridge/omnibridge/store"
 )
 
@@ -148,15 +149,7 @@ func (c Config) WithDefaults() Config {
 
 // FieldError names an invalid configuration field (its YAML key within the
 // workflow_coordinator section) and its value.
-type FieldError struct {
-	Field  string
-	Value  any
-	Reason string
-}
-
-func (e *FieldError) Error() string {
-	return fmt.Sprintf("%s: invalid value %q: %s", e.Field, fmt.Sprint(e.Value), e.Reason)
-}
+type FieldError = fielderr.Error
 
 func fieldError(field string, value any, format string, args ...any) error {
 	return &FieldError{Field: field, Value: value, Reason: fmt.Sprintf(format, args...)}

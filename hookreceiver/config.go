@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/omnibridge/omnibridge/internal/fielderr"
 	"github.com/omnibridge/omnibridge/store"
 )
 
@@ -135,7 +136,7 @@ func (c Config) build() (map[string]*Source, error) {
 func (c Config) validateOwn() []error {
 	var errs []error
 	bad := func(field string, value any, reason string) {
-		errs = append(errs, fmt.Errorf("hook_receiver: %s: invalid value %q: %s", field, fmt.Sprint(value), reason))
+		errs = append(errs, fielderr.New(field, value, reason))
 	}
 	if c.BodyLimit < 1 || c.BodyLimit > BodyLimitMax {
 		bad("body_limit", c.BodyLimit, fmt.Sprintf("must be between 1 and %d bytes", BodyLimitMax))

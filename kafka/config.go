@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/omnibridge/omnibridge/internal/fielderr"
 )
 
 // Defaults for Config. WithDefaults fills these into unset fields.
@@ -154,24 +156,11 @@ func (c Config) WithDefaults() Config {
 
 // FieldError names an invalid configuration field (its YAML path within the
 // kafka section) and its value.
-type FieldError struct {
-	Field  string
-	Value  any
-	Reason string
-	// Err is the underlying cause, such as the error opening a TLS file;
-	// nil when Reason says it all.
-	Err error
-}
-
-func (e *FieldError) Error() string {
-	return fmt.Sprintf("%s: invalid value %q: %s", e.Field, fmt.Sprint(e.Value), e.Reason)
-}
-
-// Unwrap returns the underlying cause, if any.
-func (e *FieldError) Unwrap() error { return e.Err }
+// Its Err is the underlying cause, such as the error opening a TLS file.
+type FieldError = fielderr.Error
 
 func fieldError(field string, value any, reason string) error {
-	return &FieldError{Field: field, Value: value, Reason: reason}
+	return fielderr.New(field, value, reason)
 }
 
 // Validate reports every invalid field at once (joined with errors.Join),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/omnibridge/omnibridge/internal/fielderr"
 	"github.com/omnibridge/omnibridge/store"
 )
 
@@ -113,15 +114,7 @@ func (c Config) WithDefaults() Config {
 
 // FieldError names an invalid configuration field (by its YAML key) and its
 // value.
-type FieldError struct {
-	Field  string
-	Value  any
-	Reason string
-}
-
-func (e *FieldError) Error() string {
-	return fmt.Sprintf("%s: invalid value %q: %s", e.Field, fmt.Sprint(e.Value), e.Reason)
-}
+type FieldError = fielderr.Error
 
 // Validate reports every invalid field at once, as *FieldError values joined
 // with errors.Join. It does not check for a missing token (New does, since

@@ -2,7 +2,8 @@ package pgclient
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/omnibridge/omnibridge/internal/fielderr"
 )
 
 // ErrPoolExhausted is wrapped by the error of an operation that waited longer
@@ -25,16 +26,8 @@ var ErrQueryTimeout = errors.New("pgclient: query timed out (raise query_timeout
 var errAcquireTimedOut = errors.New("pgclient: acquire timeout")
 
 // ConfigError names an invalid configuration field (by its YAML key) and its value.
-type ConfigError struct {
-	Field  string
-	Value  any
-	Reason string
-}
-
-func (e *ConfigError) Error() string {
-	return fmt.Sprintf("%s: invalid value %q: %s", e.Field, fmt.Sprint(e.Value), e.Reason)
-}
+type ConfigError = fielderr.Error
 
 func configError(field string, value any, reason string) error {
-	return &ConfigError{Field: field, Value: value, Reason: reason}
+	return fielderr.New(field, value, reason)
 }

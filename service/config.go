@@ -11,6 +11,8 @@ import (
 	"net"
 	"slices"
 	"time"
+
+	"github.com/omnibridge/omnibridge/internal/fielderr"
 )
 
 // Defaults for Config.
@@ -91,7 +93,7 @@ func (c Config) WithDefaults(addr string) Config {
 func (c Config) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("addr: invalid value %q: want host:port or :port", c.Addr))
+		errs = append(errs, fielderr.New("addr", c.Addr, "want host:port or :port"))
 	}
 	positive := map[string]time.Duration{
 		"heartbeat_interval": c.HeartbeatInterval, "metrics_interval": c.MetricsInterval,
@@ -100,7 +102,7 @@ func (c Config) Validate() error {
 	}
 	for _, name := range slices.Sorted(maps.Keys(positive)) {
 		if positive[name] <= 0 {
-			errs = append(errs, fmt.Errorf("%s: invalid value %q: must be positive", name, positive[name]))
+			errs = append(errs, fielderr.New(name, positive[name], "must be positive"))
 		}
 	}
 	if c.MaxHeaderBytes < 1024 {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/omnibridge/omnibridge/internal/fielderr"
 )
 
 // Defaults of RetentionPolicy.
@@ -95,7 +97,7 @@ func (p RetentionPolicy) WithDefaults() RetentionPolicy {
 func (p RetentionPolicy) Validate() error {
 	var errs []error
 	bad := func(field string, v any, why string) {
-		errs = append(errs, fmt.Errorf("%s: invalid value %q: %s", field, fmt.Sprint(v), why))
+		errs = append(errs, fielderr.New(field, v, why))
 	}
 	for _, f := range []struct {
 		name string
