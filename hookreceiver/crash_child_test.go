@@ -1,7 +1,6 @@
 package hookreceiver_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,27 +31,8 @@ func freeAddr(t *testing.T) string {
 // -test.run=TestCrashChild.
 type crashChild struct {
 	cmd    *exec.Cmd
-	output *syncBuffer
+	output *testdb.SyncBuffer
 	exited chan error
-}
-
-// syncBuffer is a bytes.Buffer that the process's output copier and the test
-// can use at the same time.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 type crashChildConfig struct {
@@ -71,7 +50,7 @@ func startChild(t *testing.T, adminURL, dbURL, addr string) (*crashChild, error)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.v")
 	// The child's TestMain uses the parent's cluster rather than start one.
 	cmd.Env = append(os.Environ(), crashChildEnv+"="+string(cfg), testdb.EnvURL+"="+adminURL)
-	c := &crashChild{cmd: cmd, output: &syncBuffer{}, exited: make(chan error, 1)}
+	c := &crashChild{cmd: cmd, output: &testdb.SyncBuffer{}, exited: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = c.output, c.output
 	if err := cmd.Start(); err != nil {
 		return nil, err

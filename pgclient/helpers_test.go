@@ -1,11 +1,9 @@
 package pgclient_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +20,7 @@ type testBundle struct {
 	client *pgclient.Client
 	url    string
 	app    string // application_name of the client's connections
-	log    *syncBuffer
+	log    *testdb.SyncBuffer
 }
 
 // setup opens a client on a fresh database with cfg (URL, ServiceName and
@@ -30,7 +28,7 @@ type testBundle struct {
 // still acquired, then closes the client.
 func setup(t *testing.T, cfg pgclient.Config) *testBundle {
 	t.Helper()
-	b := &testBundle{log: &syncBuffer{}}
+	b := &testBundle{log: &testdb.SyncBuffer{}}
 	if cfg.URL == "" {
 		cfg.URL = testdb.NewEmpty(t)
 	}
@@ -93,24 +91,6 @@ func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // withParams returns the URL of a fresh empty database with params appended.
