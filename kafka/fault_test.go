@@ -36,6 +36,7 @@ func TestPublishInjectedProduceErrors(t *testing.T) {
 		keep       bool // fail every produce request, not just the first
 		wantFail   bool
 		brokerWide bool
+		timeout    bool // the failure is the delivery timeout (a retriable error that persists)
 	}{
 		// Retriable errors that clear up: the client retries, the caller
 		// sees success.
@@ -43,16 +44,18 @@ func TestPublishInjectedProduceErrors(t *testing.T) {
 		{name: "request timed out once", err: kerr.RequestTimedOut, wantFail: false},
 		{name: "not enough replicas once", err: kerr.NotEnoughReplicas, wantFail: false},
 		// The same errors, persistent: delivery times out, broker-wide.
-		{name: "not leader persistent", err: kerr.NotLeaderForPartition, keep: true, wantFail: true, brokerWide: true},
-		{name: "leader not available persistent", err: kerr.LeaderNotAvailable, keep: true, wantFail: true, brokerWide: true},
-		{name: "request timed out persistent", err: kerr.RequestTimedOut, keep: true, wantFail: true, brokerWide: true},
-		{name: "not enough replicas persistent", err: kerr.NotEnoughReplicas, keep: true, wantFail: true, brokerWide: true},
-		// Not retriable, about the cluster: fails at once, broker-wide.
-		{name: "topic authorization failed", err: kerr.TopicAuthorizationFailed, wantFail: true, brokerWide: true},
-		// Not retriable, about the records: fails at once, per record.
-		{name: "message too large", err: kerr.MessageTooLarge, wantFail: true, brokerWide: false},
-		{name: "invalid record", err: kerr.InvalidRecord, wantFail: true, brokerWide: false},
-		{name: "corrupt message", err: kerr.CorruptMessage, wantFail: true, brokerWide: false},
+		{name: "not leader persistent", err: kerr.NotLeaderForPartition, keep: true, wantFail: true, brokerWide: true, timeout: true},
+		{name: "leader not available persistent", err: kerr.LeaderNotAvailable, keep: true, wantFail: true, brokerWide: true, timeout: true},
+		{name: "request timed out persistent", err: kerr.RequestTimedOut, keep: true, wantFail: true, brokerWide: true, timeout: true},
+		{name: "not enough replicas persistent", err: kerr.NotEnoughReplicas, keep: true, wantFail: true, brokerWide: true, timeout: true},
+		// Not retriable: fails at once. Every produce request is refused,
+		// since the 40 records may go out in more than one.
+		// About the cluster: broker-wide.
+		{name: "topic authorization failed", err: kerr.TopicAuthorizationFailed, keep: true, wantFail: true, brokerWide: true},
+		// About the records: per record.
+		{name: "message too large", err: kerr.MessageTooLarge, keep: true, wantFail: true, brokerWide: false},
+		{name: "invalid record", err: kerr.InvalidRecord, keep: true, wantFail: true, brokerWide: false},
+		{name: "corrupt message", err: kerr.CorruptMessage, keep: true, wantFail: true, brokerWide: false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,7 +80,7 @@ func TestPublishInjectedProduceErrors(t *testing.T) {
 				}
 				require.Error(t, err, "message %d: never success for a refused record", i)
 				require.Equal(t, tc.brokerWide, IsBrokerWide(err), "message %d: %v", i, err)
-				if tc.keep {
+				if tc.timeout {
 					require.ErrorIs(t, err, ErrDeliveryTimeout)
 				} else {
 					require.ErrorIs(t, err, tc.err)
