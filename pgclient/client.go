@@ -210,8 +210,9 @@ func (c *Client) beforeClose(conn *pgx.Conn) {
 }
 
 // warmUp returns once MinConns connections are established. pgxpool opens
-// them in the background and swallows errors; when it stops short, one
-// connection is opened here to surface the error.
+// them in the background and swallows errors; when it stops short, the
+// missing ones are opened here (ping), which surfaces the error if they
+// cannot be.
 func (c *Client) warmUp(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -227,7 +228,7 @@ func (c *Client) warmUp(ctx context.Context) error {
 		ready := s.TotalConns() - s.ConstructingConns()
 		if ready >= target {
 			if target == 0 {
-				return c.ping(ctx)
+				return c.ping(ctx, 1)
 			}
 			return nil
 		}
@@ -238,7 +239,7 @@ func (c *Client) warmUp(ctx context.Context) error {
 		}
 		if stalled >= 4 { // nothing under construction for 20ms: the background gave up
 			stalled = 0
-			if err := c.ping(ctx); err != nil {
+			if err := c.ping(ctx, int(target)); err != nil {
 				return err
 			}
 		}
@@ -250,18 +251,28 @@ func (c *Client) warmUp(ctx context.Context) error {
 	}
 }
 
-// ping opens (or takes) one pooled connection and pings the server, retried
-// under the connect policy.
-func (c *Client) ping(ctx context.Context) error {
+// ping takes n pooled connections at once, so that the pool opens those it
+// lacks, and pings the server on each, retried under the connect policy.
+// Taking one idle connection would not do for the warm-up: after a failed
+// background connect the pool waits for its next health check to try again.
+func (c *Client) ping(ctx context.Context, n int) error {
 	return c.res.retry(ctx, retryConnect, retryableConnect, func(int) error {
 		return c.res.guard(func() error {
-			pc, err := c.pool.Acquire(ctx)
-			if err != nil {
-				return fmt.Errorf("pgclient: connect: %w", err)
-			}
-			defer pc.Release()
-			if err := pc.Ping(ctx); err != nil {
-				return fmt.Errorf("pgclient: connect: %w", err)
+			held := make([]*pgxpool.Conn, 0, n)
+			defer func() {
+				for _, pc := range held {
+					pc.Release()
+				}
+			}()
+			for range n {
+				pc, err := c.pool.Acquire(ctx)
+				if err != nil {
+					return fmt.Errorf("pgclient: connect: %w", err)
+				}
+				held = append(held, pc)
+				if err := pc.Ping(ctx); err != nil {
+					return fmt.Errorf("pgclient: connect: %w", err)
+				}
 			}
 			return nil
 		})

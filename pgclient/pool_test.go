@@ -3,12 +3,17 @@ package pgclient_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/omnibridge/omnibridge/internal/testdb"
 	"github.com/omnibridge/omnibridge/pgclient"
 )
 
@@ -209,4 +214,52 @@ func TestExhaustedErrorMentionsState(t *testing.T) {
 	_, err = c.Acquire(ctx)
 	require.True(t, errors.Is(err, pgclient.ErrPoolExhausted))
 	require.Contains(t, err.Error(), "1 of 1 in use")
+}
+
+// TestWarmUpAfterAFailedBackgroundConnect opens a client through a proxy
+// that drops the second connection (the pool's first, after Open's probe):
+// pgxpool gives up on it until its next health check, and Open must still
+// return with MinConns established, opening the missing one itself.
+func TestWarmUpAfterAFailedBackgroundConnect(t *testing.T) {
+	t.Parallel()
+	upstream := serverAddr(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var accepted atomic.Int32
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	t.Cleanup(func() { _ = ln.Close() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if accepted.Add(1) == 2 {
+				_ = c.Close()
+				continue
+			}
+			s, err := net.Dial("tcp", upstream)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			wg.Go(func() { _, _ = io.Copy(s, c); _ = s.Close() })
+			wg.Go(func() { _, _ = io.Copy(c, s); _ = c.Close() })
+		}
+	})
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	require.NoError(t, err)
+	cfg := fastConfig(withHostPort(t, testdb.NewEmpty(t), "127.0.0.1", port))
+	cfg.MinConns = 2
+	cfg.HealthCheckPeriod = time.Hour
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgclient.Open(ctx, cfg)
+	require.NoError(t, err)
+	s := c.Stats()
+	c.Close()
+	require.GreaterOrEqual(t, s.Size, int32(2))
+	require.GreaterOrEqual(t, accepted.Load(), int32(3), "the dropped connection was replaced")
 }
