@@ -89,7 +89,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		stop:           make(chan struct{}),
 		epoch:          epoch,
 		deadlines:      newAcquireDeadlines(cfg.AcquireTimeout, epoch),
-		permits:        newPermits(int(cfg.MaxConns)),
+		permits:        newPermits(int(cfg.MaxConns), epoch),
 	}
 	for name := range cfg.PrepareOnConnect {
 		c.prepared[name] = true

@@ -101,15 +101,13 @@ func retryableOp(ctx context.Context, o op, err error) bool {
 // the pool to hand over an idle connection or open one.
 func (c *Client) acquire(ctx context.Context) (lease, error) {
 	start := c.monotonic()
-	var slot *deadlineSlot // the deadline of the whole acquisition, once needed
 	if !c.permits.tryAcquire() {
-		var expired <-chan struct{}
+		var deadline int64 // none when ctx ends sooner
 		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.acquireTimeout {
-			slot = c.deadlines.slot(start)
-			expired = slot.ctx.Done()
+			deadline = start + int64(c.acquireTimeout)
 		}
 		c.stats.waiting.Add(1)
-		err := c.permits.acquire(ctx, expired)
+		err := c.permits.acquire(ctx, deadline)
 		c.stats.waiting.Add(-1)
 		wait := c.since(start)
 		c.stats.permitWaits.Add(1)
@@ -118,7 +116,7 @@ func (c *Client) acquire(ctx context.Context) (lease, error) {
 			return lease{}, c.acquireFailed(ctx, wait, err == errAcquireTimedOut, err)
 		}
 	}
-	bound := c.acquireContext(ctx, start, slot)
+	bound := c.acquireContext(ctx, start)
 	pc, err := c.pool.Acquire(bound.ctx)
 	now := c.monotonic()
 	wait := time.Duration(now - start)

@@ -16,9 +16,9 @@ import (
 // of a point query (BenchmarkPointQuery).
 //
 //   - Acquire: a caller that must wait for a connection waits for a permit
-//     (see permits) on its context and a deadline shared per slot of time
-//     (acquireDeadlines); taking the connection from the pool once it holds
-//     a permit shares the same deadline.
+//     (see permits) on its context and on the queue's one timer; taking the
+//     connection from the pool once it holds a permit is bounded by a
+//     deadline shared per slot of time (acquireDeadlines).
 //   - Statements: each connection records when its current statement started
 //     and the supervisor cancels statements past QueryTimeout (scanStatements),
 //     as pgx does for a cancelled context: a cancel request to the server,
@@ -97,21 +97,18 @@ func (b acquireBound) expired() bool { return b.slot != nil && b.slot.ctx.Err() 
 
 // acquireContext returns the context for taking a connection from the pool
 // once the caller holds a permit: ctx bounded by AcquireTimeout from start (a
-// monotonic time), through slot when the permit wait already took one. It
-// shares the deadline of a slot rather than arming a timer per acquisition,
-// and so does not see the caller's cancellation while pgxpool makes it wait:
-// while a connection closed on release is still being destroyed, while a new
-// one is opened (bounded by ConnectTimeout too), or while connections held
-// outside the client's methods (Pool(), Health) fill the pool. Waits for a
-// connection that the client's own callers hold end on the caller's context
-// (see permits).
-func (c *Client) acquireContext(ctx context.Context, start int64, slot *deadlineSlot) acquireBound {
+// monotonic time). It shares the deadline of a slot rather than arming a
+// timer per acquisition, and so does not see the caller's cancellation while
+// pgxpool makes it wait: while a connection closed on release is still being
+// destroyed, while a new one is opened (bounded by ConnectTimeout too), or
+// while connections held outside the client's methods (Pool(), Health) fill
+// the pool. Waits for a connection that the client's own callers hold end on
+// the caller's context (see permits).
+func (c *Client) acquireContext(ctx context.Context, start int64) acquireBound {
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= c.acquireTimeout {
 		return acquireBound{ctx: ctx}
 	}
-	if slot == nil {
-		slot = c.deadlines.slot(start)
-	}
+	slot := c.deadlines.slot(start)
 	if ctx == context.Background() || ctx == context.TODO() {
 		return acquireBound{ctx: slot.ctx, slot: slot}
 	}
