@@ -2,6 +2,7 @@ package hookreceiver
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -10,8 +11,8 @@ import (
 )
 
 // writer is one group-commit loop: it takes a batch from the queue, inserts
-// it in one transaction (store.InsertEvents) and answers each request of the
-// batch. Several writers share the queue, so one batch fills while another
+// it with one store.InsertEvents (one transaction) and answers each request of
+// the batch. Several writers share the queue, so one batch fills while another
 // commits.
 type writer struct {
 	r      *Receiver
@@ -121,7 +122,11 @@ func (w *writer) write(b []*pending) (down bool) {
 	return down
 }
 
-// commit inserts b in one transaction and answers every request of b.
+// commit inserts b in one transaction and answers every request of b. (A
+// batch holding duplicates of earlier deliveries takes a second statement, to
+// look up their events; should that one fail, the events the first one
+// committed are answered as stored — store.PartialInsertError — and only the
+// rest as below.)
 //
 // Poison rows are isolated rather than failing the batch with them:
 //   - a row the store refuses before writing (*store.ValidationError, which
@@ -141,6 +146,14 @@ func (w *writer) commit(b []*pending) (down bool) {
 		if err == nil {
 			w.ack(b, results)
 			return false
+		}
+		if pe, ok := errors.AsType[*store.PartialInsertError](err); ok {
+			// Some events were committed before the failure (the insert
+			// commits before the lookup of its duplicates): answer them as
+			// stored, or a sender would store them again, and treat the rest
+			// as the whole batch would have been.
+			b = w.ackDone(b, pe)
+			err = pe.Err
 		}
 		if i, ve := validationIndex(err, len(b)); i >= 0 {
 			w.r.metrics.rejectedRows.Inc()
@@ -216,11 +229,35 @@ func (w *writer) ack(b []*pending, results []store.InsertResult) {
 		w.r.queue.answer(p, outcome{res: results[i]})
 	}
 	if stored {
-		select {
-		case w.r.notify <- struct{}{}:
-		default: // a NOTIFY is already due: it covers this batch too
-		}
+		w.wake()
 	}
+}
+
+// wake tells the notifier that new events were committed.
+func (w *writer) wake() {
+	select {
+	case w.r.notify <- struct{}{}:
+	default: // a NOTIFY is already due: it covers this batch too
+	}
+}
+
+// ackDone answers the requests of b that pe reports done and returns the
+// others, in order (reusing b's array).
+func (w *writer) ackDone(b []*pending, pe *store.PartialInsertError) []*pending {
+	rest := b[:0]
+	stored := false
+	for i, p := range b {
+		if !pe.Done[i] {
+			rest = append(rest, p)
+			continue
+		}
+		stored = stored || !pe.Results[i].Duplicate
+		w.r.queue.answer(p, outcome{res: pe.Results[i]})
+	}
+	if stored {
+		w.wake()
+	}
+	return rest
 }
 
 func (w *writer) failAll(b []*pending, e *hookError) {

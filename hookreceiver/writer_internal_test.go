@@ -29,6 +29,12 @@ type writerBundle struct {
 
 func startWriters(tb testing.TB, batch BatchConfig, maxConns int32) *writerBundle {
 	tb.Helper()
+	return startWritersOn(tb, batch, maxConns, func(db store.DB) store.DB { return db })
+}
+
+// startWritersOn is startWriters with the store's DB wrapped by wrap.
+func startWritersOn(tb testing.TB, batch BatchConfig, maxConns int32, wrap func(store.DB) store.DB) *writerBundle {
+	tb.Helper()
 	ctx := context.Background()
 	pcfg, err := pgxpool.ParseConfig(testdb.New(tb))
 	require.NoError(tb, err)
@@ -36,7 +42,7 @@ func startWriters(tb testing.TB, batch BatchConfig, maxConns int32) *writerBundl
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	require.NoError(tb, err)
 	reg := prometheus.NewRegistry()
-	r, err := New(Config{Batch: batch}, Deps{Store: store.New(pool), Logger: slog.New(slog.DiscardHandler), Registerer: reg})
+	r, err := New(Config{Batch: batch}, Deps{Store: store.New(wrap(pool)), Logger: slog.New(slog.DiscardHandler), Registerer: reg})
 	require.NoError(tb, err)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

@@ -83,13 +83,13 @@ func (s *Store) bulkInsertValidEvents(ctx context.Context, opts BulkOptions, eve
 	out := BulkResult{Method: opts.EventsMethod(len(events))}
 	switch {
 	case out.Method == BulkValues:
-		err = insertColumns(ctx, s.db, events, cols, res)
+		err = insertColumns(ctx, s.db, events, cols, res, nil)
 	case cols.explicitIDs:
 		out.Method = BulkValues
 		err = s.inTx(ctx, func(tx pgx.Tx) error {
 			resetResults(cols, res) // a retried transaction starts over
 			for lo := 0; lo < cols.len(); lo += maxUnnestRows {
-				if err := insertColumns(ctx, tx, events, cols.slice(lo, min(lo+maxUnnestRows, cols.len())), res); err != nil {
+				if err := insertColumns(ctx, tx, events, cols.slice(lo, min(lo+maxUnnestRows, cols.len())), res, nil); err != nil {
 					return err
 				}
 			}
@@ -164,7 +164,7 @@ func copyEvents(ctx context.Context, tx pgx.Tx, events []NewEvent, cols *eventCo
 			if retry.len() > 0 {
 				// A delivery vanished between the conflict and the lookup: take
 				// the slow path for those few.
-				if err := insertColumns(ctx, tx, events, retry, res); err != nil {
+				if err := insertColumns(ctx, tx, events, retry, res, nil); err != nil {
 					return err
 				}
 			}

@@ -182,19 +182,21 @@ func metadataArg(md json.RawMessage) json.RawMessage {
 	return md
 }
 
-// InsertEvents implements ADR-016's store_hook_events_batch: it stores events in
-// one transaction and returns one result per event, in input order. Each event
-// is deduplicated as in InsertEvent, also against the events before it in the
+// InsertEvents implements ADR-016's store_hook_events_batch: it stores events
+// and returns one result per event, in input order. Each event is
+// deduplicated as in InsertEvent, also against the events before it in the
 // batch: the first event of a (source, delivery id) wins and later ones report
 // its id with Duplicate true.
 //
 // Validation comes first: one bad event rejects the whole batch with a
 // *ValidationError whose Index names it, and nothing is written. The batch is
-// sent as one INSERT … SELECT FROM unnest(…) statement (one round trip; a
-// second one only when the batch has duplicates of earlier deliveries), which
-// measured faster than a pipelined batch of per-event statements from 10
-// events up (see BenchmarkInsertEvents); a single event takes InsertEvent's
-// one-row statement.
+// sent as one INSERT … SELECT FROM unnest(…) statement (one round trip, one
+// transaction; a second statement only when the batch has duplicates of
+// earlier deliveries, to look up their events' ids — if that one fails, the
+// events already stored are reported by a *PartialInsertError), which measured
+// faster than a pipelined batch of per-event statements from 10 events up (see
+// BenchmarkInsertEvents); a single event takes InsertEvent's one-row
+// statement.
 func (s *Store) InsertEvents(ctx context.Context, events []NewEvent) ([]InsertResult, error) {
 	if len(events) == 0 {
 		return nil, nil

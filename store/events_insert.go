@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -162,16 +163,60 @@ func (c *eventColumns) args() (string, []any) {
 }
 
 // insertEvents stores validated events and fills res (len(res) == len(events)).
+// Its statements commit one by one, so an error after the first one returns a
+// *PartialInsertError when some events are stored.
 func (s *Store) insertEvents(ctx context.Context, events []NewEvent, res []InsertResult) error {
 	cols, dupOf, err := prepareBatch(events, res)
 	if err != nil {
 		return err
 	}
-	if err := insertColumns(ctx, s.db, events, cols, res); err != nil {
-		return err
+	done := make([]bool, len(events))
+	if err := insertColumns(ctx, s.db, events, cols, res, done); err != nil {
+		return partialInsert(res, done, dupOf, err)
 	}
 	resolveBatchDuplicates(res, dupOf)
 	return nil
+}
+
+// PartialInsertError is InsertEvents' error when it failed after some of the
+// events were committed. A batch with duplicates of earlier deliveries takes a
+// second statement, to look up the first events' ids, and the insert before
+// it has committed by then; a failure of that lookup (or of a later round, see
+// insertColumns) leaves those events stored. Done[i] says that events[i] has
+// its final result in Results[i] (stored, or a duplicate of a stored event);
+// the others were not stored by this call, and may be sent again.
+type PartialInsertError struct {
+	Results []InsertResult
+	Done    []bool
+	Err     error
+}
+
+func (e *PartialInsertError) Error() string {
+	n := 0
+	for _, d := range e.Done {
+		if d {
+			n++
+		}
+	}
+	return fmt.Sprintf("%v (%d of %d events were stored or found to be duplicates before the failure)", e.Err, n, len(e.Done))
+}
+
+func (e *PartialInsertError) Unwrap() error { return e.Err }
+
+// partialInsert returns err, or a *PartialInsertError when some events are
+// done: those insertColumns finished, and the repeats within the batch of
+// finished ones.
+func partialInsert(res []InsertResult, done []bool, dupOf []int, err error) error {
+	for i, first := range dupOf {
+		if first >= 0 && done[first] {
+			res[i] = InsertResult{ID: res[first].ID, Duplicate: true}
+			done[i] = true
+		}
+	}
+	if !slices.Contains(done, true) {
+		return err
+	}
+	return &PartialInsertError{Results: res, Done: done, Err: err}
 }
 
 // prepareBatch gives each event its id (in res) and sets aside the events
@@ -246,8 +291,10 @@ type queryer interface {
 
 // insertColumns runs the insert for cols and resolves its duplicates: an event
 // whose delivery was taken gets the first event's id. A delivery removed (by
-// retention) between the conflict and the lookup is inserted again.
-func insertColumns(ctx context.Context, q queryer, events []NewEvent, cols *eventColumns, res []InsertResult) error {
+// retention) between the conflict and the lookup is inserted again. When done
+// is not nil (q is not a transaction, so each statement commits on its own),
+// done[i] is set once event i is stored or known to be a duplicate.
+func insertColumns(ctx context.Context, q queryer, events []NewEvent, cols *eventColumns, res []InsertResult, done []bool) error {
 	for range maxDedupRounds {
 		if cols.len() == 0 {
 			return nil
@@ -265,10 +312,17 @@ func insertColumns(ctx context.Context, q queryer, events []NewEvent, cols *even
 		for j, n := range notInserted {
 			pos[j] = cols.pos[n-1]
 		}
+		setDone(done, cols.pos, true)
+		setDone(done, pos, false)
 		retry, err := resolveDuplicates(ctx, q, events, pos, res)
-		if err != nil || retry.len() == 0 {
+		if err != nil {
 			return err
 		}
+		setDone(done, pos, true)
+		if retry.len() == 0 {
+			return nil
+		}
+		setDone(done, retry.pos, false)
 		cols = retry
 	}
 	return fmt.Errorf("store: insert events: deliveries kept disappearing between insert and lookup (is retention deleting fresh deliveries?)")
@@ -309,6 +363,16 @@ func resolveDuplicates(ctx context.Context, q queryer, events []NewEvent, pos []
 		retry.add(i, res[i].ID, e)
 	}
 	return retry, nil
+}
+
+// setDone marks the events at positions pos in done, when done is tracked.
+func setDone(done []bool, pos []int, v bool) {
+	if done == nil {
+		return
+	}
+	for _, i := range pos {
+		done[i] = v
+	}
 }
 
 // maxDedupRounds bounds the retries of insertColumns.
