@@ -79,7 +79,8 @@ type BatchConfig struct {
 
 	// QueueBytes bounds the memory held by queued and committing events
 	// (their bodies and metadata), in bytes. A request that would pass it is
-	// answered 503 at once. It must be at least the largest body limit.
+	// answered 503 at once, unless the queue is empty: one event of any size
+	// is always taken. It must be at least the largest body limit.
 	// Defaults to 128 MiB.
 	QueueBytes int64 `yaml:"queue_bytes"`
 

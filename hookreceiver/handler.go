@@ -109,7 +109,7 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request, src *sourceS
 		}
 		return fail(&hookError{kind: kindInvalid, code: code, msg: err.Error()})
 	}
-	p, herr := r.newPending(ev)
+	p, herr := r.newPending(ev, body)
 	if herr != nil {
 		return fail(herr)
 	}
@@ -140,8 +140,8 @@ func refuseBody(w http.ResponseWriter, fail func(*hookError) int) int {
 	return status
 }
 
-// newPending turns an extracted event into a queue entry.
-func (r *Receiver) newPending(ev Event) (*pending, *hookError) {
+// newPending turns an extracted event, read from body, into a queue entry.
+func (r *Receiver) newPending(ev Event, body []byte) (*pending, *hookError) {
 	if !isJSONObject(ev.Payload) {
 		return nil, &hookError{kind: kindInvalid, code: CodeNotObject, msg: "the stored payload must be a JSON object"}
 	}
@@ -158,7 +158,9 @@ func (r *Receiver) newPending(ev Event) (*pending, *hookError) {
 			Source: ev.Source, Action: ev.Action, Resource: ev.Resource, ResourceID: ev.ResourceID,
 			DeliveryID: ev.DeliveryID, Payload: ev.Payload, Metadata: meta,
 		},
-		size:     int64(len(ev.Payload)+len(meta)) + pendingOverhead,
+		// The payload may be a slice of the body (the envelope and GitHub
+		// presets), which keeps the whole body's array alive: count that.
+		size:     int64(max(cap(body), len(ev.Payload))+len(meta)) + pendingOverhead,
 		done:     make(chan outcome, 1),
 		enqueued: time.Now(),
 	}, nil

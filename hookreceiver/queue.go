@@ -40,7 +40,7 @@ const (
 )
 
 // queue is the bounded intake of the writers: at most cap(ch) events and
-// maxBytes bytes. offer never blocks; once closed, nothing more enters, so
+// maxBytes bytes (or one event of any size). offer never blocks; once closed, nothing more enters, so
 // the writers can empty it and be sure that every accepted event has been
 // answered.
 type queue struct {
@@ -67,7 +67,10 @@ func (q *queue) offer(p *pending) *hookError {
 	case queueClosed:
 		return errShuttingDown
 	}
-	if q.bytes.Add(p.size) > q.maxBytes {
+	if n := q.bytes.Add(p.size); n > q.maxBytes && n != p.size {
+		// Over the budget, unless the queue held nothing: an event larger
+		// than the budget (body limit + metadata + overhead may be) is taken
+		// alone rather than never.
 		q.bytes.Add(-p.size)
 		return errQueueFull
 	}
@@ -83,7 +86,8 @@ func (q *queue) offer(p *pending) *hookError {
 // saturated reports whether an event of n bytes would find the queue full,
 // so that a request can be refused before its body is read.
 func (q *queue) saturated(n int64) bool {
-	return len(q.ch) == cap(q.ch) || q.bytes.Load()+n > q.maxBytes
+	b := q.bytes.Load()
+	return len(q.ch) == cap(q.ch) || (b > 0 && b+n > q.maxBytes)
 }
 
 // answer gives p its outcome and returns its bytes to the budget.
