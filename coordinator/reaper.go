@@ -61,16 +61,15 @@ func (c *Coordinator) lagLoop(ctx context.Context) {
 	}
 }
 
-// backlogWindow is the window of the performance report the lag comes from;
-// only its backlog figures are used, so the shortest window costs least.
-const backlogWindow = time.Second
-
-func (c *Coordinator) backlog(ctx context.Context) (store.Performance, error) {
+// backlog reads the backlog with Store.Backlog, not PerformanceReport: the
+// report also reads event_metrics, which the coordinator's role may only
+// insert into.
+func (c *Coordinator) backlog(ctx context.Context) (store.Backlog, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DatabaseTimeout)
 	defer cancel()
-	p, err := c.st.PerformanceReport(ctx, backlogWindow)
+	b, err := c.st.Backlog(ctx)
 	if err != nil {
-		return store.Performance{}, fmt.Errorf("coordinator: lag: %w", err)
+		return store.Backlog{}, fmt.Errorf("coordinator: lag: %w", err)
 	}
-	return p, nil
+	return b, nil
 }

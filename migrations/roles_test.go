@@ -114,6 +114,8 @@ var roleCases = map[string][]roleCase{
 		ok(`UPDATE omnibridge.hook_events SET status = 'dead' WHERE id = '` + seedEvent + `'`),
 		ok(`INSERT INTO omnibridge.event_metrics (event_id, processing_time_ms, kafka_publish_success, error_message)
 			VALUES ('` + seedEvent + `', 4.2, false, 'timeout')`),
+		ok(`SELECT count(*) FILTER (WHERE status = 'pending'), min(created_at) FILTER (WHERE status = 'pending')
+			FROM omnibridge.hook_events WHERE status <> 'processed'`), // the lag loop's backlog
 		ok(`SELECT omnibridge.ensure_partitions(10)`),
 		ok(`SELECT omnibridge.create_partition_for('omnibridge.event_metrics', now() + interval '40 days')`),
 		ok(`SELECT omnibridge.cleanup_old_data()`),

@@ -61,11 +61,14 @@ func TestOperationsUnderServiceRoles(t *testing.T) {
 		require.Equal(t, uint64(1), w.Stats().Written, role)
 	}
 
-	// The coordinator records attempts and runs maintenance.
+	// The coordinator records attempts, measures the backlog (its lag loop)
+	// and runs maintenance.
 	want := seedRetention(t, b)
 	coord, coordPool := storeAs(t, b, "workflow_coordinator")
 	require.NoError(t, coord.RecordEventMetric(ctx, store.EventMetric{EventID: uuid.New(), KafkaPublishSuccess: true}))
 	require.NoError(t, coord.RecordEventMetrics(ctx, []store.EventMetric{{EventID: uuid.New()}, {EventID: uuid.New()}}))
+	_, err := coord.Backlog(ctx)
+	require.NoError(t, err)
 	dry, err := coord.RunRetention(ctx, store.RetentionPolicy{}, true)
 	require.NoError(t, err)
 	checkReport(t, dry, want)
