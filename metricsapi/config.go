@@ -66,8 +66,9 @@ type Config struct {
 	DefaultWindow time.Duration `yaml:"default_window"`
 
 	// MaxWindow is the longest ?window= accepted, at most MaxWindowLimit
-	// (31 days, the retention of processed events). Defaults to
-	// MaxWindowLimit.
+	// (31 days, the longest calendar month; processed events are kept 30
+	// days by default, so the oldest day of the longest windows may be
+	// incomplete). Defaults to MaxWindowLimit.
 	MaxWindow time.Duration `yaml:"max_window"`
 
 	// DefaultPageSize is the page size of the listings without ?limit=.

@@ -154,7 +154,8 @@ type FailResult struct {
 	Dead bool
 	// Delay is how long until the event can be claimed again; 0 when dead.
 	Delay time.Duration
-	// NextAttemptAt is when it can be claimed again.
+	// NextAttemptAt is when it can be claimed again; for a dead event, when
+	// its last attempt failed (it is not claimed again unless replayed).
 	NextAttemptAt time.Time
 }
 
@@ -163,6 +164,14 @@ type FailResult struct {
 // jittered backoff ($5, one entry per retry count, in microseconds, times the
 // event's jitter fraction) or dead after the last attempt; plus one
 // event_metrics row per failure, all in one statement.
+//
+// A dead event's next_attempt_at becomes now(), the time of its last attempt.
+// Retention keeps a dead event until the latest of created_at, claimed_at and
+// next_attempt_at is older than the dead-event retention, and claimed_at is
+// cleared here; the old next_attempt_at says only when the last attempt was
+// due, which for an event that waited in a backlog or through an outage can be
+// older than that retention already, and the event would go with the next
+// retention run instead of staying for an operator to replay it.
 var failSQL = `
 WITH failed AS (
     SELECT * FROM unnest($2::uuid[], $3::text[], $4::float8[], $6::float8[]) AS t(id, err, ms, frac)
@@ -170,7 +179,7 @@ WITH failed AS (
     UPDATE omnibridge.hook_events e
     SET retry_count = e.retry_count + 1,
         status = CASE WHEN e.retry_count + 1 >= $7 THEN 'dead' ELSE 'pending' END,
-        next_attempt_at = CASE WHEN e.retry_count + 1 >= $7 THEN e.next_attempt_at
+        next_attempt_at = CASE WHEN e.retry_count + 1 >= $7 THEN now()
             ELSE now() + floor(($5::float8[])[least(e.retry_count + 1, cardinality($5::float8[]))] * failed.frac)
                          * interval '1 microsecond' END,
         claimed_at = NULL,
@@ -202,7 +211,8 @@ func appendErrorSQL(alias, msg string) string {
 // MaxProcessingErrors kept, each cut to MaxErrorBytes), its retry count goes up
 // by one, and it becomes pending again with next_attempt_at = now + the
 // policy's jittered backoff, or dead when the attempt was its last
-// (policy.MaxAttempts); an event_metrics row records each failure
+// (policy.MaxAttempts), with next_attempt_at = now, from which its retention
+// counts (RetentionPolicy.DeadEvents); an event_metrics row records each failure
 // (kafka_publish_success false, the error, the processing time). A zero policy
 // means the defaults.
 //

@@ -6,9 +6,12 @@ import (
 	"time"
 )
 
-// MaxPerformanceWindow is the longest window PerformanceReport accepts: the
-// default retention of processed events, beyond which the counts would be
-// incomplete anyway.
+// MaxPerformanceWindow is the longest window PerformanceReport accepts: 31
+// days, the longest calendar month. It is not the retention: processed events
+// are kept 30 days by default (DefaultProcessedEventsRetention), so over the
+// last day of the longest windows Received and Processed can already miss the
+// events retention removed; a longer window would only be more incomplete.
+// The attempts (event_metrics, kept 90 days) are complete.
 const MaxPerformanceWindow = 31 * 24 * time.Hour
 
 // Performance is the state of event processing over a window that ends now,

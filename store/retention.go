@@ -45,8 +45,9 @@ type RetentionPolicy struct {
 	// removed.
 	ProcessedEvents time.Duration `yaml:"processed_events"`
 	// DeadEvents is how long a dead-lettered event is kept after its last
-	// attempt (the latest of created_at, claimed_at and next_attempt_at), so
-	// that an operator can inspect and replay it. Defaults to 30 days. Keep it
+	// attempt (the latest of created_at, claimed_at and next_attempt_at; Fail
+	// sets next_attempt_at to the time the last attempt failed), so that an
+	// operator can inspect and replay it. Defaults to 30 days. Keep it
 	// no longer than ProcessedEvents unless you must: a day's partition is
 	// dropped whole only once its dead events have expired too; until then its
 	// processed events are deleted row by row.
@@ -156,7 +157,9 @@ type TableReport struct {
 	Batches    int           `json:"batches"`
 	Duration   time.Duration `json:"-"`
 	DurationMS float64       `json:"duration_ms"`
-	// Error is why the table's retention stopped early; "" when it did not.
+	// Error is why the table's retention stopped early, or why it was
+	// skipped (hook_event_deliveries, when hook_events did not complete); ""
+	// when neither.
 	Error string `json:"error,omitempty"`
 }
 
@@ -169,8 +172,9 @@ const RetentionAuditType = "retention.run"
 // dead one) is dropped whole; other expired rows, the DEFAULT partitions' too,
 // are deleted BatchSize at a time, each batch its own short transaction, every
 // lock wait bounded by LockTimeout. Pending, processing and unexpired dead
-// events are never removed; delivery ids go once their event is gone; audit
-// rows go only with whole expired partitions (drop_expired_audit_partitions).
+// events are never removed; delivery ids go once their event is gone (a run
+// whose hook_events step failed leaves them all to the next run); audit rows
+// go only with whole expired partitions (drop_expired_audit_partitions).
 //
 // With dryRun it changes nothing and reports what would go. A real run is
 // written to the audit log as RetentionAuditType. A table that fails (a lock

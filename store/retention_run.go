@@ -32,7 +32,20 @@ type retentionRun struct {
 
 	sessionsRel, deliveriesRel uint32
 	parts                      []partitionInfo
+
+	// eventsIncomplete is set when the hook_events step reported an error: a
+	// partition it could not drop, or a batch it could not delete, still
+	// holds expired events.
+	eventsIncomplete bool
 }
+
+// errDeliveriesSkipped is the hook_event_deliveries step's error in a run
+// whose hook_events step did not complete. The deliveries predicate takes an
+// event that may go for gone, which is true only once the events step has
+// removed it; with expired events left behind, deleting their delivery ids
+// would let a redelivery store a second event.
+var errDeliveriesSkipped = errors.New("skipped: hook_events did not complete, so expired events may still " +
+	"exist; their delivery ids stay until a run removes them")
 
 // partitionInfo is a row of omnibridge.retention_partitions().
 type partitionInfo struct {
@@ -97,13 +110,19 @@ type retentionTable struct {
 	run  func(context.Context, *TableReport) error
 }
 
-// tables lists the steps in order: deliveries after the events they guard.
+// tables lists the steps in order: deliveries after the events they guard,
+// and only when the events step completed (errDeliveriesSkipped).
 func (r *retentionRun) tables() []retentionTable {
 	return []retentionTable{
 		{"hook_events", func(ctx context.Context, tr *TableReport) error {
-			return r.partitioned(ctx, tr, "hook_events", r.processedCutoff, &r.deadCutoff)
+			err := r.partitioned(ctx, tr, "hook_events", r.processedCutoff, &r.deadCutoff)
+			r.eventsIncomplete = err != nil
+			return err
 		}},
 		{"hook_event_deliveries", func(ctx context.Context, tr *TableReport) error {
+			if r.eventsIncomplete {
+				return errDeliveriesSkipped
+			}
 			return r.rows(ctx, tr, r.deliveriesRel, r.processedCutoff, &r.deadCutoff)
 		}},
 		{"event_metrics", func(ctx context.Context, tr *TableReport) error {
@@ -122,7 +141,8 @@ func (r *retentionRun) tables() []retentionTable {
 // partitioned applies retention to the partitions of a time-partitioned table:
 // drop the dated partitions that may go whole, delete expired rows in the
 // others. Partitions that start at or after the cutoffs hold nothing expired
-// and are skipped. An error in one partition does not stop the others.
+// and are skipped. An error in one partition does not stop the others; a
+// partition whose drop failed keeps its rows until the next run.
 func (r *retentionRun) partitioned(ctx context.Context, tr *TableReport, parent string, cutoff time.Time, deadCutoff *time.Time) error {
 	latest := cutoff
 	if deadCutoff != nil && deadCutoff.After(latest) {
