@@ -8,7 +8,8 @@
 // marks its event processed, with its event_metrics row written in the same
 // statement (store.Complete). A record the broker refuses counts as a failed
 // attempt (store.Fail: the error appended, a jittered exponential backoff, dead
-// after the last attempt). A broker-wide failure does not: the events are
+// after the last attempt); one that can never be published (too large) is dead
+// at once. A broker-wide failure does not count: the events are
 // released with their attempts untouched and the whole coordinator backs off
 // until the cluster answers again (see docs/coordinator.md for the exact rule).
 //

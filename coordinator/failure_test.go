@@ -1,8 +1,11 @@
 package coordinator
 
 import (
+	"encoding/json"
+	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,6 +153,137 @@ func TestBrokerOutageKeepsAttempts(t *testing.T) {
 	require.NotZero(t, value(t, c.m.outages))
 	require.Zero(t, value(t, c.m.dead))
 	b.readRecords(t, n+20)
+}
+
+// The cluster fails every produce request while the only pending event is
+// probed; another coordinator delivers that event meanwhile, and the cluster
+// comes back. With nothing left to probe with, the outage ends at the next
+// ping that answers, instead of lasting (Ready failing, broker_backoff at 1,
+// the critical alert firing) until the next event arrives.
+func TestOutageEndsWithNothingToProbe(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	kc := b.kafkaConfig()
+	kc.DeliveryTimeout = time.Second
+	cfg := testConfig()
+	c := b.newCoordinator(t, cfg, b.producer(t, kc), true)
+	start(t, c)
+
+	fault := b.broker.Cluster().Fault(kfake.Fault{
+		Keys:  []kmsg.Key{kmsg.Produce},
+		Err:   kerr.NotEnoughReplicas,
+		Count: -1,
+	})
+	defer fault.Remove()
+	id := b.insert(t, 1, 1)[0]
+	require.NoError(t, b.st.Notify(testContext(t)))
+	waitFor(t, "the coordinator backing off", func() bool { return value(t, c.m.brokerBackoff) == 1 })
+	require.ErrorIs(t, c.Ready(testContext(t)), ErrBrokerBackoff)
+
+	// Another coordinator delivers the event: it is marked processed between
+	// two probes (not while a probe holds it).
+	waitFor(t, "the event delivered elsewhere", func() bool {
+		tag, err := b.db.Exec(testContext(t), `
+UPDATE omnibridge.hook_events SET status = 'processed', processed_at = now()
+WHERE id = $1 AND status = 'pending'`, id)
+		require.NoError(t, err)
+		return tag.RowsAffected() == 1
+	})
+	fault.Remove()
+
+	// The next ping comes at most broker_backoff.max (+25%) later and takes
+	// at most a dial and a request; twice that is plenty.
+	bound := 2 * (cfg.BrokerBackoff.Max*5/4 + kc.DialTimeout + kc.RequestTimeout)
+	deadline := time.Now().Add(bound)
+	for {
+		err := c.Ready(testContext(t))
+		backingOff := value(t, c.m.brokerBackoff)
+		if err == nil && backingOff == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s after the cluster came back with nothing to probe: Ready: %v, broker_backoff %v", bound, err, backingOff)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.Zero(t, value(t, c.m.backoffDelay))
+	require.Equal(t, 1.0, value(t, c.m.outages), "failed probes are one outage")
+	require.Zero(t, value(t, c.m.published), "the event was delivered elsewhere")
+
+	// The coordinator publishes again as usual.
+	b.insert(t, 5, 5)
+	require.NoError(t, b.st.Notify(testContext(t)))
+	waitFor(t, "new events delivered", func() bool { return b.counts(t)[store.EventProcessed] == 6 })
+	require.Equal(t, 1.0, value(t, c.m.outages))
+}
+
+// An event whose record is just over the producer's batch limit can never be
+// published: it is dead after its first attempt, with the reason in its
+// error, instead of failing every attempt of the retry schedule. An event of
+// the same resource just under the limit is delivered.
+func TestOversizedEventDeadAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := testConfig()
+	require.Greater(t, cfg.Retry.MaxAttempts, 1)
+
+	// payload returns a payload that makes the record of an event like ev
+	// exactly size bytes as a batch of its own. The stored event's
+	// created_at may print up to 7 bytes shorter than ev's (trailing zeros
+	// of its microseconds are cut), hence the margins below.
+	ev := store.HookEvent{
+		ID: uuid.New(), Source: "github", Action: "push", Resource: "repository", ResourceID: "big",
+		CreatedAt: time.Date(2025, 3, 4, 4, 6, 7, 891234000, time.UTC),
+	}
+	payload := func(size int) json.RawMessage {
+		k := size - 1000
+		for range 8 {
+			ev.Payload = json.RawMessage(`{"x": "` + strings.Repeat("x", k) + `"}`)
+			m, err := message(&ev)
+			require.NoError(t, err)
+			d := size - kafka.BatchBytes(m)
+			if d == 0 {
+				return ev.Payload
+			}
+			k += d
+		}
+		t.Fatalf("no payload makes a record of %d bytes", size)
+		return nil
+	}
+	const margin = 16
+	res, err := b.st.InsertEvents(testContext(t), []store.NewEvent{
+		{Source: ev.Source, Action: ev.Action, Resource: ev.Resource, ResourceID: ev.ResourceID, Payload: payload(kafka.MaxBatchBytes + margin)},
+		{Source: ev.Source, Action: ev.Action, Resource: ev.Resource, ResourceID: ev.ResourceID, Payload: payload(kafka.MaxBatchBytes - margin)},
+	})
+	require.NoError(t, err)
+	over, under := res[0].ID, res[1].ID
+
+	c := b.newCoordinator(t, cfg, b.producer(t, b.kafkaConfig()), true)
+	start(t, c)
+	final := b.waitSettled(t)
+	require.Equal(t, 1, final[store.EventDead])
+	require.Equal(t, 1, final[store.EventProcessed])
+
+	e, err := b.st.GetEvent(testContext(t), over)
+	require.NoError(t, err)
+	require.Equal(t, store.EventDead, e.Status)
+	require.Equal(t, 1, e.RetryCount, "one attempt, not %d", cfg.Retry.MaxAttempts)
+	require.Len(t, e.ProcessingErrors, 1)
+	require.Contains(t, e.ProcessingErrors[0], "MESSAGE_TOO_LARGE")
+	require.Contains(t, e.ProcessingErrors[0], fmt.Sprintf("over the producer's limit of %d bytes", kafka.MaxBatchBytes))
+	ms := b.eventMetrics(t, over)
+	require.Len(t, ms, 1)
+	require.False(t, ms[0].Success)
+	require.NotNil(t, ms[0].Error)
+	require.Contains(t, *ms[0].Error, "MESSAGE_TOO_LARGE")
+
+	require.Equal(t, 1.0, value(t, c.m.dead))
+	require.Equal(t, 1.0, value(t, c.m.failed))
+	require.Equal(t, 1.0, value(t, c.m.published))
+	require.Zero(t, value(t, c.m.outages))
+	rec := b.readRecords(t, 1)[0]
+	require.Equal(t, under.String(), header(rec, HeaderEventID))
+	require.Greater(t, len(rec.Value), kafka.MaxBatchBytes-1000)
 }
 
 // The broker process is gone for a while (connections refused), then

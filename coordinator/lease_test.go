@@ -2,11 +2,17 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/omnibridge/omnibridge/kafka"
 	"github.com/omnibridge/omnibridge/store"
@@ -89,5 +95,100 @@ func TestLeaseExpiredWhileHeld(t *testing.T) {
 		}
 		// Only the valid claim's completion wrote metrics.
 		require.Len(t, b.eventMetrics(t, id), 1)
+	}
+}
+
+// lossyDB is the pool with the replies of the first completions lost: the
+// statement commits but the caller gets an error, as when the connection
+// drops right after the commit.
+type lossyDB struct {
+	store.DB
+	lose atomic.Int32
+}
+
+func (d *lossyDB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	row := d.DB.QueryRow(ctx, sql, args...)
+	if !strings.Contains(sql, "SET status = 'processed'") || d.lose.Add(-1) < 0 {
+		return row
+	}
+	var n int
+	if err := row.Scan(&n); err != nil {
+		return errRow{err}
+	}
+	return errRow{fmt.Errorf("completed %d events, then the reply was lost: %w", n, io.ErrUnexpectedEOF)}
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// A completion commits but its reply is lost: the retry finds nothing left to
+// complete, which is no expired claim (the events are not published again).
+func TestLostCompleteReplyIsNotStale(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	db := &lossyDB{DB: b.db}
+	db.lose.Store(1)
+	b.st = store.New(db)
+	const n = 20
+	b.insert(t, n, 4)
+
+	c := b.newCoordinator(t, testConfig(), b.producer(t, b.kafkaConfig()), true)
+	r := start(t, c)
+	final := b.waitSettled(t)
+	require.Equal(t, n, final[store.EventProcessed])
+	// The events are processed once the lost reply's statement committed;
+	// wait for the retry, and for the finisher to be done with it.
+	waitFor(t, "the completion retried", func() bool { return db.lose.Load() < 0 })
+	r.stop(t)
+	require.Equal(t, 1.0, value(t, c.m.dbErrors.WithLabelValues("complete")))
+	require.Equal(t, float64(n), value(t, c.m.published))
+	require.Zero(t, value(t, c.m.stale), "the completion committed; only its reply was lost")
+	b.readRecords(t, n)
+}
+
+// expiringPublisher gives its first batch's claim back behind the
+// coordinator's back, as the reaper does once a lease expired, and then fails
+// every record of that batch for a reason of the record.
+type expiringPublisher struct {
+	*kafka.Producer
+	db      store.DB
+	expired atomic.Bool
+	err     error
+}
+
+func (p *expiringPublisher) Publish(ctx context.Context, msgs []kafka.Message) []error {
+	if !p.expired.CompareAndSwap(false, true) {
+		return p.Producer.Publish(ctx, msgs)
+	}
+	_, p.err = p.db.Exec(ctx, `
+UPDATE omnibridge.hook_events SET status = 'pending', claimed_at = NULL, claim_id = NULL
+WHERE status = 'processing'`)
+	errs := make([]error, len(msgs))
+	for i := range errs {
+		errs[i] = fmt.Errorf("kafka: publish: %w", kerr.InvalidRecord)
+	}
+	return errs
+}
+
+// Failed attempts recorded after the claim expired are ignored, spend no
+// attempt, and are counted as stale claims like late completions.
+func TestFailAfterLeaseExpiredIsStale(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const n = 10
+	ids := b.insert(t, n, 2)
+	pub := &expiringPublisher{Producer: b.producer(t, b.kafkaConfig()), db: b.db}
+	c := b.newCoordinator(t, testConfig(), pub, true)
+	start(t, c)
+	final := b.waitSettled(t)
+	require.NoError(t, pub.err)
+	require.Equal(t, n, final[store.EventProcessed])
+	require.Equal(t, float64(n), value(t, c.m.stale))
+	require.Zero(t, value(t, c.m.dead))
+	for _, id := range ids {
+		e, err := b.st.GetEvent(testContext(t), id)
+		require.NoError(t, err)
+		require.Zero(t, e.RetryCount, "the ignored failure spent no attempt")
 	}
 }

@@ -20,15 +20,20 @@ func isOutage(brokerWide, total int) bool {
 }
 
 // outage is the coordinator's broker backoff state. An outage starts with a
-// batch that isOutage and lasts until a batch that is not: meanwhile the
-// claimer waits at a gate, which opens for one probe batch each time the
-// cluster answers a ping, and the delay between probes grows.
+// batch that isOutage and lasts until a batch that is not, or until the
+// claimer, let through after the cluster answered, finds nothing to probe
+// with: meanwhile the claimer waits at a gate, which opens for one probe batch
+// each time the cluster answers a ping, and the delay between probes grows.
 type outage struct {
 	mu      sync.Mutex
 	gate    chan struct{} // non-nil while the claimer must wait; closed to let it go
 	ongoing bool
 	since   time.Time
 	bo      *backoff.ExponentialBackOff
+	// opened counts the gate's openings, so that an empty claim can tell
+	// whether the gate it passed is still the open one: a claim that
+	// raced with a failing probe says nothing about the cluster.
+	opened uint64
 }
 
 func (o *outage) init(cfg BackoffConfig) {
@@ -69,14 +74,43 @@ func (o *outage) next() time.Duration {
 }
 
 // probe opens the gate: the cluster answered a ping, the next batch is the
-// probe. The outage goes on until a batch is not an outage.
+// probe. The outage goes on until a batch is not an outage, or the claimer
+// finds nothing to probe with (nothingToProbe).
 func (o *outage) probe() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.gate != nil {
 		close(o.gate)
 		o.gate = nil
+		o.opened++
 	}
+}
+
+// probing reports whether the claimer is let through for a probe (an outage
+// is going on and the gate is open), and which opening of the gate that is,
+// for nothingToProbe.
+func (o *outage) probing() (opening uint64, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.opened, o.ongoing && o.gate == nil
+}
+
+// nothingToProbe ends the outage after the claimer, let through at opening,
+// found nothing to claim: the cluster answered the ping and no batch is left
+// to prove otherwise. Without it the outage (and ErrBrokerBackoff, and the
+// broker_backoff gauge) would last until the next event arrives, forever if
+// another coordinator drained the backlog. It does nothing if a probe failed
+// since (the gate closed, or was opened again for a later probe). It reports
+// whether the outage ended, and its length.
+func (o *outage) nothingToProbe(opening uint64) (ended bool, lasted time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.ongoing || o.gate != nil || o.opened != opening {
+		return false, 0
+	}
+	o.ongoing = false
+	o.bo.Reset()
+	return true, time.Since(o.since)
 }
 
 // succeeded ends the outage, if any, after a batch that was not an outage,

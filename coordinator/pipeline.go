@@ -12,15 +12,21 @@ import (
 	"github.com/omnibridge/omnibridge/store"
 )
 
-// batch is one claim on its way through the pipeline.
+// batch is one claim on its way through the pipeline. A batch without events
+// is the claimer's word that it found nothing to probe with during an outage,
+// at the gate's opening `opening`; it goes to the publisher only, in order
+// behind the batches claimed before it, so that a probe still in flight is
+// judged first.
 type batch struct {
 	events    []store.HookEvent
 	claimID   uuid.UUID
 	claimedAt time.Time
+	opening   uint64
 
 	// The outcome, filled in by the publisher and recorded by the finisher.
 	done          []store.Completion
 	failed        []store.Failure
+	rejected      []store.Failure // can never be published: dead at once
 	release       []uuid.UUID
 	releaseReason string
 	outage        bool
@@ -100,6 +106,7 @@ func (c *Coordinator) claimLoop(ctx context.Context, s *stopping, out chan<- *ba
 		if err := c.outage.wait(ctx); err != nil {
 			return
 		}
+		opening, probing := c.outage.probing()
 		b, err := c.claim(ctx, s)
 		if err != nil {
 			c.m.dbErrors.WithLabelValues("claim").Inc()
@@ -112,6 +119,13 @@ func (c *Coordinator) claimLoop(ctx context.Context, s *stopping, out chan<- *ba
 		}
 		dbRetry.Reset()
 		if b == nil {
+			if probing {
+				select {
+				case out <- &batch{opening: opening}:
+				case <-ctx.Done():
+					return
+				}
+			}
 			if !c.idle(ctx) {
 				return
 			}
@@ -174,6 +188,12 @@ func (c *Coordinator) idle(ctx context.Context) bool {
 // backs the whole coordinator off after a batch that was an outage.
 func (c *Coordinator) publishLoop(ctx context.Context, s *stopping, in <-chan *batch, out chan<- *batch) {
 	for b := range in {
+		if len(b.events) == 0 {
+			if ended, lasted := c.outage.nothingToProbe(b.opening); ended {
+				c.outageOver(lasted, "coordinator: Kafka answers again and no event is due to probe it with; outage over")
+			}
+			continue
+		}
 		if ctx.Err() != nil {
 			b.releaseAll(releaseShutdown)
 			out <- b
@@ -183,12 +203,12 @@ func (c *Coordinator) publishLoop(ctx context.Context, s *stopping, in <-chan *b
 		if !b.outage {
 			out <- b
 			if len(b.done) == 0 && len(b.failed) == 0 {
-				continue // canceled by shutdown: says nothing about Kafka
+				// Canceled by shutdown, or only records too large to
+				// hand to the client: says nothing about Kafka.
+				continue
 			}
 			if ended, lasted := c.outage.succeeded(); ended {
-				c.m.brokerBackoff.Set(0)
-				c.m.backoffDelay.Set(0)
-				c.log.Info("coordinator: Kafka outage over; publishing again", "outage_for", lasted.Round(time.Millisecond))
+				c.outageOver(lasted, "coordinator: Kafka outage over; publishing again")
 			}
 			continue
 		}
@@ -203,7 +223,15 @@ func (c *Coordinator) publishLoop(ctx context.Context, s *stopping, in <-chan *b
 	}
 }
 
-// publish sends b's events and sorts them into done, failed and released.
+// outageOver resets the outage gauges once the outage ended and logs msg.
+func (c *Coordinator) outageOver(lasted time.Duration, msg string) {
+	c.m.brokerBackoff.Set(0)
+	c.m.backoffDelay.Set(0)
+	c.log.Info(msg, "outage_for", lasted.Round(time.Millisecond))
+}
+
+// publish sends b's events and sorts them into done, failed, rejected and
+// released.
 func (c *Coordinator) publish(stop context.Context, b *batch) {
 	msgs := make([]kafka.Message, 0, len(b.events))
 	idx := make([]int, 0, len(b.events)) // msgs[j] is b.events[idx[j]]
@@ -253,6 +281,9 @@ func (c *Coordinator) backOff(ctx context.Context, since time.Time, in <-chan *b
 				if !ok {
 					t.Stop()
 					return
+				}
+				if len(b.events) == 0 {
+					continue // an empty claim from before this outage's gate closed
 				}
 				b.releaseAll(releaseBroker)
 				out <- b

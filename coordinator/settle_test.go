@@ -45,12 +45,14 @@ func TestSettle(t *testing.T) {
 	recordErr := wrap(kerr.MessageTooLarge)
 	brokerErr := wrap(kafka.ErrDeliveryTimeout)
 	canceled := wrap(context.Canceled)
+	tooLarge := wrap(fmt.Errorf("%w: 2000000 bytes: %w", kafka.ErrRecordTooLarge, kerr.MessageTooLarge))
 
 	cases := []struct {
 		name                       string
 		errs                       []error
 		canceled                   bool
 		done, failed, released     int
+		rejected                   int
 		outage                     bool
 		reason                     string
 		failedHasBrokerWideMessage bool
@@ -62,6 +64,9 @@ func TestSettle(t *testing.T) {
 		{name: "a minority broker-wide counts", errs: []error{nil, nil, brokerErr, nil, recordErr}, done: 3, failed: 2, failedHasBrokerWideMessage: true},
 		{name: "shutdown releases", errs: []error{nil, canceled, canceled}, canceled: true, done: 1, released: 2, reason: releaseShutdown},
 		{name: "shutdown wins over broker-wide", errs: []error{brokerErr, canceled}, canceled: true, released: 2, reason: releaseShutdown},
+		{name: "too large is rejected", errs: []error{nil, tooLarge, recordErr}, done: 1, failed: 1, rejected: 1},
+		{name: "too large is rejected on shutdown too", errs: []error{tooLarge, canceled}, canceled: true, rejected: 1, released: 1, reason: releaseShutdown},
+		{name: "too large says nothing about the cluster", errs: []error{tooLarge, tooLarge, brokerErr}, rejected: 2, released: 1, outage: true, reason: releaseBroker},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,6 +79,10 @@ func TestSettle(t *testing.T) {
 			c.settle(b, tc.errs, time.Now(), tc.canceled)
 			require.Len(t, b.done, tc.done)
 			require.Len(t, b.failed, tc.failed)
+			require.Len(t, b.rejected, tc.rejected)
+			for _, f := range b.rejected {
+				require.Contains(t, f.Err, "MESSAGE_TOO_LARGE")
+			}
 			require.Len(t, b.release, tc.released)
 			require.Equal(t, tc.outage, b.outage)
 			if tc.released > 0 {

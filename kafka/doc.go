@@ -6,7 +6,9 @@
 // (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) from Config. Publish hands a batch
 // of messages to the client at once and reports, per message, whether the
 // broker acknowledged it; IsBrokerWide tells a cluster outage (back off,
-// don't count the attempt) from a record the broker refuses (count it).
+// don't count the attempt) from a record the broker refuses (count it), and
+// IsPermanent a record that can never be published (too large for a batch of
+// its own: give up at once).
 //
 // Broker is franz-go's kfake cluster on 127.0.0.1 with the topic created. It
 // speaks the Kafka protocol, so `omnibridge dev` and the tests run the very

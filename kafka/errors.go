@@ -21,6 +21,13 @@ import (
 var ErrDeliveryTimeout = errors.New("kafka: record not acknowledged within kafka.delivery_timeout; " +
 	"the cluster is unreachable or overloaded (check the brokers, or raise kafka.delivery_timeout)")
 
+// ErrRecordTooLarge is returned by Publish for a record that does not fit in
+// a record batch on its own (BatchBytes over MaxBatchBytes). Publish never
+// hands it to the client, and it fails the same way every time: the event is
+// too large to be published by this producer at all. The error wraps
+// kerr.MessageTooLarge too. IsPermanent reports it.
+var ErrRecordTooLarge = errors.New("kafka: record too large to be published, ever")
+
 // recordErrors are the broker errors that concern the record itself: another
 // record can succeed where this one fails, so retrying the same record cannot
 // help and the caller should count it against that record.
@@ -46,8 +53,8 @@ var recordErrors = map[int16]bool{
 // unknown topic, a closed producer, and every other Kafka error that would
 // fail any record alike. Per record: CORRUPT_MESSAGE, MESSAGE_TOO_LARGE,
 // RECORD_LIST_TOO_LARGE, INVALID_RECORD, INVALID_TIMESTAMP and
-// POLICY_VIOLATION, whether the broker or the client (a record over the batch
-// size limit) reports them.
+// POLICY_VIOLATION, whether the broker reports them or Publish does (a record
+// over the batch size limit: ErrRecordTooLarge, which IsPermanent reports).
 //
 // IsBrokerWide(nil) is false, and so is IsBrokerWide(context.Canceled): a
 // canceled publish says nothing about the broker nor the record, so callers
@@ -92,6 +99,20 @@ func IsBrokerWide(err error) bool {
 		return true
 	}
 	return kgo.IsRetryableBrokerErr(err)
+}
+
+// IsPermanent reports whether err means that this record can never be
+// published as it is: publishing it again fails the same way, so the caller
+// should give up on it at once (dead-letter it) instead of spending retries on
+// it. Only ErrRecordTooLarge is permanent. MESSAGE_TOO_LARGE from the broker
+// is not: the broker refuses a whole batch, which may hold records that pass
+// on their own, and a topic's max.message.bytes can be raised meanwhile.
+// Other per-record errors (INVALID_RECORD, POLICY_VIOLATION, ...) depend on
+// the broker's configuration and stay retriable too.
+//
+// A permanent error is never broker-wide.
+func IsPermanent(err error) bool {
+	return errors.Is(err, ErrRecordTooLarge)
 }
 
 func isTLSError(err error) bool {

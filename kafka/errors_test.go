@@ -74,6 +74,27 @@ func TestIsBrokerWide(t *testing.T) {
 	}
 }
 
+func TestIsPermanent(t *testing.T) {
+	t.Parallel()
+	tooLarge := fmt.Errorf("kafka: publish: %w: 2000000 bytes: %w", ErrRecordTooLarge, kerr.MessageTooLarge)
+	require.True(t, IsPermanent(tooLarge))
+	require.False(t, IsBrokerWide(tooLarge))
+	require.Equal(t, "MESSAGE_TOO_LARGE", failureReason(tooLarge))
+	for _, err := range []error{
+		nil,
+		kerr.MessageTooLarge, // from the broker: a whole batch, maybe of small records
+		fmt.Errorf("%w (uncompressed_bytes=%d, compressed_bytes=%d)", kerr.MessageTooLarge, 5000, 1200),
+		kerr.InvalidRecord,
+		kerr.PolicyViolation,
+		kerr.NotEnoughReplicas,
+		ErrDeliveryTimeout,
+		context.Canceled,
+		errors.New("something nobody anticipated"),
+	} {
+		require.False(t, IsPermanent(err), "IsPermanent(%v)", err)
+	}
+}
+
 func TestFailureReason(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, "MESSAGE_TOO_LARGE", failureReason(fmt.Errorf("x: %w", kerr.MessageTooLarge)))

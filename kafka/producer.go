@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -25,6 +26,46 @@ const publishGrace = 500 * time.Millisecond
 // the client to fail the records it canceled. The client fails them almost at
 // once; this is a backstop so that Publish's bound never depends on it.
 const abandonAfter = 2 * time.Second
+
+// MaxBatchBytes is the largest record batch the producer builds, before
+// compression (franz-go's ProducerBatchMaxBytes, set to franz-go's default
+// explicitly because Publish checks records against it). A record that does
+// not fit in a batch of its own fails with ErrRecordTooLarge.
+//
+// It is not raised to fit the largest body the receiver accepts plus the
+// envelope: the broker measures each (compressed) batch against the topic's
+// max.message.bytes (the broker's message.max.bytes, 1,048,588 bytes by
+// default), and with a producer limit above the broker's, batches of small
+// records would grow past it (uncompressed, or not compressible enough) and be
+// refused whole. At this limit a batch is never refused for its size unless
+// the topic's limit was set lower, so keep max.message.bytes at 1,000,012 or
+// more.
+const MaxBatchBytes = 1_000_012
+
+// batchHeaderBytes is the size of a record batch without its records as
+// franz-go counts it: Kafka's 61-byte v2 batch header plus the 4-byte length
+// that precedes the batch in a produce request.
+const batchHeaderBytes = 65
+
+// BatchBytes is the size of a record batch that holds m alone, before
+// compression: the batch header plus m's encoding (key, value and headers
+// with their varint lengths). Publish fails m with ErrRecordTooLarge if it
+// exceeds MaxBatchBytes. It measures as franz-go does when it starts a new
+// batch with m, so that the client never refuses a record Publish let
+// through (TestBatchBytesMatchesClient pins that).
+func BatchBytes(m Message) int {
+	l := 1 + // attributes
+		1 + // timestamp delta: 0 for a batch's first record
+		1 + // offset delta: 0 likewise
+		kbin.VarintLen(int32(len(m.Key))) + len(m.Key) +
+		kbin.VarintLen(int32(len(m.Value))) + len(m.Value) +
+		kbin.VarintLen(int32(len(m.Headers)))
+	for _, h := range m.Headers {
+		l += kbin.VarintLen(int32(len(h.Key))) + len(h.Key) +
+			kbin.VarintLen(int32(len(h.Value))) + len(h.Value)
+	}
+	return batchHeaderBytes + kbin.VarintLen(int32(l)) + l
+}
 
 // metadataMinAge is the shortest interval between two metadata refreshes:
 // short enough that records held back by a retriable error are retried (or
@@ -113,6 +154,7 @@ func NewProducer(ctx context.Context, cfg Config, log *slog.Logger, reg promethe
 		kgo.ProduceRequestTimeout(cfg.RequestTimeout),
 		kgo.ProducerLinger(linger),
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
+		kgo.ProducerBatchMaxBytes(MaxBatchBytes),
 		kgo.ProducerBatchCompression(c, kgo.NoCompression()),
 		// A retriable produce error (a leader moved, too few replicas)
 		// waits for fresh metadata before the records are retried or
@@ -154,10 +196,20 @@ func (p *Producer) Config() Config { return p.cfg }
 // is sooner (the backstop adds at most 2.5s to either); records still
 // outstanding then fail with ErrDeliveryTimeout or ctx's error. Records it
 // gave up on may stay in the client until they fail or are written, so do not
-// modify the bytes of msgs after Publish returns. When one record of a partition
-// fails, the client fails the records buffered after it in that partition
-// too, so a later record of a key is never acknowledged after an earlier one
-// failed. Use IsBrokerWide to tell a cluster outage from a bad record.
+// modify the bytes of msgs after Publish returns.
+//
+// Order per key: when a batch of a partition fails (the broker refused it, or
+// its delivery timed out), the client fails every record it holds for that
+// partition at that moment, so a record is not acknowledged after an earlier
+// record of its key that was buffered with it failed. A record too large for
+// a batch of its own is the exception: it fails alone with ErrRecordTooLarge
+// and is never handed to the client, so later records of its key are
+// published and may be acknowledged. Records handed to the client after a
+// failure (by a later call, or by this one while it waited for buffer room)
+// are not failed with it either.
+//
+// Use IsBrokerWide to tell a cluster outage from a bad record, and
+// IsPermanent to tell a record that can never be published.
 func (p *Producer) Publish(ctx context.Context, msgs []Message) []error {
 	errs := make([]error, len(msgs))
 	if len(msgs) == 0 {
@@ -174,7 +226,21 @@ func (p *Producer) Publish(ctx context.Context, msgs []Message) []error {
 	// that arrives after Publish gave up waiting.
 	results := make(chan result, len(msgs))
 	start := time.Now()
+	pending := len(msgs)
+	done := make([]bool, len(msgs))
 	for i, m := range msgs {
+		// The client would refuse it too, with a bare MESSAGE_TOO_LARGE
+		// that reads like the broker's (which may concern a whole batch):
+		// refusing it here says which limit it broke and that retrying
+		// cannot help.
+		if n := BatchBytes(m); n > MaxBatchBytes {
+			errs[i] = fmt.Errorf("kafka: publish to %q: %w: %d bytes as a batch of its own, over the producer's limit of %d bytes: %w",
+				p.cfg.Topic, ErrRecordTooLarge, n, MaxBatchBytes, kerr.MessageTooLarge)
+			p.metrics.record(errs[i], 0)
+			done[i] = true
+			pending--
+			continue
+		}
 		rec := &kgo.Record{Key: m.Key, Value: m.Value}
 		if len(m.Headers) > 0 {
 			rec.Headers = make([]kgo.RecordHeader, len(m.Headers))
@@ -193,8 +259,6 @@ func (p *Producer) Publish(ctx context.Context, msgs []Message) []error {
 	defer stopFlush()
 	go func() { _ = p.client.Flush(flushCtx) }()
 
-	done := make([]bool, len(msgs))
-	pending := len(msgs)
 	deadline := pctx.Done()
 	var abandon <-chan time.Time
 	for pending > 0 {

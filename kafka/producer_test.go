@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -186,6 +187,85 @@ func TestPublishOversizedRecordFailsAlone(t *testing.T) {
 	require.NoError(t, err)
 	for _, r := range recs {
 		require.Less(t, len(r.Value), 1<<20)
+	}
+}
+
+// sized returns m with its value grown (or shrunk) so that BatchBytes(m) is
+// exactly n.
+func sized(t testing.TB, m Message, n int) Message {
+	t.Helper()
+	for range 8 { // the varint lengths settle within a step or two
+		d := n - BatchBytes(m)
+		if d == 0 {
+			return m
+		}
+		m.Value = bytes.Repeat([]byte("x"), max(len(m.Value)+d, 0))
+	}
+	t.Fatalf("no value makes BatchBytes %d", n)
+	return m
+}
+
+// A record that does not fit in a batch of its own fails at once with a
+// permanent error naming the limit, while one at the limit is acknowledged,
+// and so are the records after it, of the same key too.
+func TestPublishRecordTooLargeIsPermanent(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, WithPartitions(1))
+	reg := prometheus.NewRegistry()
+	p, err := NewProducer(testContext(t), b.Config(), testLogger(t), reg)
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+	ctx := testContext(t)
+
+	msgs := messages(6, 1) // one key: the oversized record shares the partition with the rest
+	msgs[1] = sized(t, msgs[1], MaxBatchBytes+1)
+	msgs[3] = sized(t, msgs[3], MaxBatchBytes)
+	errs := p.Publish(ctx, msgs)
+	for i, err := range errs {
+		if i == 1 {
+			require.ErrorIs(t, err, ErrRecordTooLarge)
+			require.ErrorIs(t, err, kerr.MessageTooLarge)
+			require.True(t, IsPermanent(err))
+			require.False(t, IsBrokerWide(err))
+			require.ErrorContains(t, err, fmt.Sprintf("%d bytes as a batch of its own, over the producer's limit of %d bytes", MaxBatchBytes+1, MaxBatchBytes))
+			continue
+		}
+		require.NoError(t, err, "message %d", i)
+	}
+	recs, err := ReadAll(ctx, b.Config(), len(msgs)-1)
+	require.NoError(t, err)
+	require.Len(t, recs, len(msgs)-1)
+	require.Len(t, recs[2].Value, len(msgs[3].Value), "the record at the limit is written whole")
+	require.Equal(t, 1.0, gather(t, reg)["omnibridge_kafka_records_failed_total,kind=record,reason=MESSAGE_TOO_LARGE"])
+}
+
+// BatchBytes measures as franz-go does before it knows the broker's produce
+// version, which is its largest measure: a fresh client takes a record of
+// MaxBatchBytes and refuses one byte more, so Publish never lets through a
+// record the client would refuse, nor refuses one it would take.
+func TestBatchBytesMatchesClient(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t)
+	ctx := testContext(t)
+	produce := func(m Message) error {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.DefaultProduceTopic(DefaultTopic),
+			kgo.ProducerBatchMaxBytes(MaxBatchBytes))
+		require.NoError(t, err)
+		defer cl.Close()
+		rec := &kgo.Record{Key: m.Key, Value: m.Value}
+		for _, h := range m.Headers {
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+		return cl.ProduceSync(ctx, rec).FirstErr()
+	}
+	shapes := map[string]Message{
+		"no key, no headers": {},
+		"key and headers":    messages(1, 1)[0],
+		"long key":           {Key: bytes.Repeat([]byte("k"), 300)},
+	}
+	for name, m := range shapes {
+		require.NoError(t, produce(sized(t, m, MaxBatchBytes)), name)
+		require.ErrorIs(t, produce(sized(t, m, MaxBatchBytes+1)), kerr.MessageTooLarge, name)
 	}
 }
 

@@ -147,6 +147,22 @@ func (s *Store) Complete(ctx context.Context, claimID uuid.UUID, done []Completi
 	return n, nil
 }
 
+// CompletedBy counts the events among ids that are processed under claimID.
+// Completed events keep the id of the claim that completed them, so after a
+// Complete whose reply was lost (it may have committed all the same), a
+// retry that completes fewer events than it was given can tell the events
+// its earlier try completed from those whose lease had expired.
+func (s *Store) CompletedBy(ctx context.Context, claimID uuid.UUID, ids []uuid.UUID) (int, error) {
+	var n int
+	err := s.db.QueryRow(ctx, `
+SELECT count(*) FROM omnibridge.hook_events
+WHERE id = ANY ($1) AND claim_id = $2 AND status = 'processed'`, ids, claimID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: completions of claim %s: %w", claimID, err)
+	}
+	return n, nil
+}
+
 // errBadProcessingTime is wrapped by checkProcessingTime.
 var errBadProcessingTime = errors.New("processing time must be a finite number of milliseconds >= 0")
 
