@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -163,9 +164,11 @@ func TestSASL(t *testing.T) {
 			// kfake drops the connection on a failed authentication
 			// (a real broker answers SASL_AUTHENTICATION_FAILED first);
 			// the client retries until Ping's deadline, and Ping names
-			// the last connection error.
+			// the last connection error: that drop, or on a loaded
+			// machine a redial that timed out.
 			require.ErrorIs(t, err, context.DeadlineExceeded)
-			require.ErrorIs(t, err, io.EOF)
+			var netErr net.Error
+			require.True(t, errors.Is(err, io.EOF) || (errors.As(err, &netErr) && netErr.Timeout()), "%v", err)
 			require.True(t, IsBrokerWide(err), "a bad password fails every record alike")
 			for _, err := range q.Publish(ctx, messages(2, 2)) {
 				require.Error(t, err)
