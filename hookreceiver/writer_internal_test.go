@@ -72,6 +72,25 @@ func (wb *writerBundle) submit(tb testing.TB, ev store.NewEvent) *pending {
 	}
 }
 
+// hold makes the (single) writer wait in the commit of a first event, with
+// the queue empty, until release is called: what is submitted meanwhile is
+// its next batch. release lets the first event commit and checks it did.
+func (wb *writerBundle) hold(tb testing.TB) (release func()) {
+	tb.Helper()
+	ctx := context.Background()
+	tx, err := wb.pool.Begin(ctx)
+	require.NoError(tb, err)
+	_, err = tx.Exec(ctx, `LOCK TABLE omnibridge.hook_event_deliveries IN SHARE MODE`)
+	require.NoError(tb, err)
+	blocker := wb.submit(tb, writerEvent("w-blocker"))
+	require.Eventually(tb, func() bool { return wb.r.committing.Load() == 1 && len(wb.r.queue.ch) == 0 },
+		30*time.Second, time.Millisecond)
+	return func() {
+		require.NoError(tb, tx.Rollback(ctx))
+		require.Nil(tb, (<-blocker.done).err)
+	}
+}
+
 func writerEvent(delivery string) store.NewEvent {
 	return store.NewEvent{Source: "writer", Action: "a", Resource: "r", ResourceID: "1", DeliveryID: delivery,
 		Payload: json.RawMessage(`{"n":1}`)}
@@ -82,14 +101,7 @@ func TestWriterIsolatesRowsTheStoreRefuses(t *testing.T) {
 	wb := startWriters(t, BatchConfig{MaxSize: 8, Writers: 1}, 4)
 	// Hold the writer on a first event, so that the eight below are queued
 	// when it comes back for its next batch.
-	ctx := context.Background()
-	tx, err := wb.pool.Begin(ctx)
-	require.NoError(t, err)
-	_, err = tx.Exec(ctx, `LOCK TABLE omnibridge.hook_event_deliveries IN SHARE MODE`)
-	require.NoError(t, err)
-	blocker := wb.submit(t, writerEvent("w-blocker"))
-	require.Eventually(t, func() bool { return wb.r.committing.Load() == 1 && len(wb.r.queue.ch) == 0 },
-		30*time.Second, time.Millisecond)
+	release := wb.hold(t)
 
 	events := make([]store.NewEvent, 8)
 	for i := range events {
@@ -102,8 +114,7 @@ func TestWriterIsolatesRowsTheStoreRefuses(t *testing.T) {
 	for _, ev := range events {
 		ps = append(ps, wb.submit(t, ev))
 	}
-	require.NoError(t, tx.Rollback(ctx))
-	require.Nil(t, (<-blocker.done).err)
+	release()
 	var outs []outcome
 	for _, p := range ps {
 		outs = append(outs, <-p.done)

@@ -1,28 +1,15 @@
 package store_test
 
 import (
-	"context"
 	"errors"
 	"net"
-	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/omnibridge/omnibridge/internal/testdb"
 	"github.com/omnibridge/omnibridge/store"
 )
-
-// failingLookups is a store.DB whose delivery lookups fail as if the
-// connection dropped, after the insert before them has committed.
-type failingLookups struct{ store.DB }
-
-func (f failingLookups) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if strings.Contains(sql, "JOIN unnest") {
-		return nil, &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
-	}
-	return f.DB.Query(ctx, sql, args...)
-}
 
 // TestInsertEventsReportsWhatCommittedBeforeAFailure: the insert statement of
 // a batch commits before the lookup of its duplicates; when that lookup
@@ -45,7 +32,7 @@ func TestInsertEventsReportsWhatCommittedBeforeAFailure(t *testing.T) {
 	again := delivered(1, "d-1") // the delivery stored above
 	withDelivery := delivered(3, "d-3")
 	inBatchRepeat := delivered(3, "d-3")
-	flaky := store.New(failingLookups{b.client})
+	flaky := store.New(testdb.FailingQueries{DB: b.client, Match: "JOIN unnest"}) // the delivery lookup
 	_, err = flaky.InsertEvents(ctx, []store.NewEvent{plain, again, withDelivery, inBatchRepeat})
 	var pe *store.PartialInsertError
 	require.ErrorAs(t, err, &pe)
