@@ -101,10 +101,14 @@ func retryableOp(ctx context.Context, o op, err error) bool {
 // the pool to hand over an idle connection or open one.
 func (c *Client) acquire(ctx context.Context) (lease, error) {
 	start := c.monotonic()
+	var slot *deadlineSlot // the pool stage's deadline, when taken at start
 	if !c.permits.tryAcquire() {
 		var deadline int64 // none when ctx ends sooner
 		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.acquireTimeout {
 			deadline = start + int64(c.acquireTimeout)
+			// Taken now, not after the wait: by then the current slot may
+			// have started later than start, and its deadline would be too.
+			slot = c.deadlines.slot(start)
 		}
 		c.stats.waiting.Add(1)
 		err := c.permits.acquire(ctx, deadline)
@@ -116,7 +120,7 @@ func (c *Client) acquire(ctx context.Context) (lease, error) {
 			return lease{}, c.acquireFailed(ctx, wait, err == errAcquireTimedOut, err)
 		}
 	}
-	bound := c.acquireContext(ctx, start)
+	bound := c.acquireContext(ctx, start, slot)
 	pc, err := c.pool.Acquire(bound.ctx)
 	now := c.monotonic()
 	wait := time.Duration(now - start)

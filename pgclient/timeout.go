@@ -50,12 +50,15 @@ func newAcquireDeadlines(timeout time.Duration, epoch time.Time) *acquireDeadlin
 // monotonic time (see Client.monotonic).
 func (d *acquireDeadlines) slot(now int64) *deadlineSlot {
 	s := d.cur.Load()
-	if s != nil && time.Duration(now-s.start) < d.slotWidth {
+	if s != nil && now >= s.start && time.Duration(now-s.start) < d.slotWidth {
 		return s
 	}
 	ns := &deadlineSlot{start: now}
 	dl := d.epoch.Add(time.Duration(now) + d.slotWidth + d.timeout)
 	ns.ctx, ns.cancel = context.WithDeadlineCause(context.Background(), dl, errAcquireTimedOut)
+	if s != nil && now < s.start {
+		return ns // an earlier start than the current slot's: a slot of its own
+	}
 	if d.cur.CompareAndSwap(s, ns) {
 		return ns
 	}
@@ -97,18 +100,20 @@ func (b acquireBound) expired() bool { return b.slot != nil && b.slot.ctx.Err() 
 
 // acquireContext returns the context for taking a connection from the pool
 // once the caller holds a permit: ctx bounded by AcquireTimeout from start (a
-// monotonic time). It shares the deadline of a slot rather than arming a
+// monotonic time), through slot when one was taken at start. It shares the deadline of a slot rather than arming a
 // timer per acquisition, and so does not see the caller's cancellation while
 // pgxpool makes it wait: while a connection closed on release is still being
 // destroyed, while a new one is opened (bounded by ConnectTimeout too), or
 // while connections held outside the client's methods (Pool(), Health) fill
 // the pool. Waits for a connection that the client's own callers hold end on
 // the caller's context (see permits).
-func (c *Client) acquireContext(ctx context.Context, start int64) acquireBound {
+func (c *Client) acquireContext(ctx context.Context, start int64, slot *deadlineSlot) acquireBound {
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= c.acquireTimeout {
 		return acquireBound{ctx: ctx}
 	}
-	slot := c.deadlines.slot(start)
+	if slot == nil {
+		slot = c.deadlines.slot(start)
+	}
 	if ctx == context.Background() || ctx == context.TODO() {
 		return acquireBound{ctx: slot.ctx, slot: slot}
 	}
