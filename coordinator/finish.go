@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -93,7 +92,7 @@ func (c *Coordinator) finish(s *stopping, b *batch) {
 		c.retryDB(s, b, "complete", func(ctx context.Context, retry bool) error {
 			n, err := c.st.Complete(ctx, b.claimID, b.done)
 			if err == nil && n < len(b.done) && retry {
-				n, err = c.completedBy(ctx, b.claimID, b.done)
+				n, err = c.st.CompletedBy(ctx, b.claimID, b.done)
 			}
 			if err == nil && n < len(b.done) {
 				c.m.stale.Add(float64(len(b.done) - n))
@@ -115,21 +114,6 @@ func (c *Coordinator) finish(s *stopping, b *batch) {
 			return err
 		})
 	}
-}
-
-// completedBy counts the events of done that are processed under claimID
-// (store.CompletedBy): a retried Complete finds nothing left to complete when
-// its previous try committed.
-func (c *Coordinator) completedBy(ctx context.Context, claimID uuid.UUID, done []store.Completion) (int, error) {
-	ids := make([]uuid.UUID, len(done))
-	for i, d := range done {
-		ids[i] = d.ID
-	}
-	n, err := c.st.CompletedBy(ctx, claimID, ids)
-	if err != nil {
-		return 0, fmt.Errorf("coordinator: %w", err)
-	}
-	return n, nil
 }
 
 // fail records failed attempts of events of b under policy, and counts and

@@ -161,7 +161,7 @@ func (c Config) validateOwn() []error {
 		}
 	}
 	if b.QueueBytes < largest {
-		bad("batch.queue_bytes", b.QueueBytes, fmt.Sprintf("must be at least the largest body limit (%d bytes), or that body could never be queued", largest))
+		bad("batch.queue_bytes", b.QueueBytes, fmt.Sprintf("must be at least the largest body limit (%d bytes), or the queue would hold no more than one such body at a time", largest))
 	}
 	if b.Writers < 1 || b.Writers > WritersMax {
 		bad("batch.writers", b.Writers, fmt.Sprintf("must be between 1 and %d", WritersMax))

@@ -22,17 +22,20 @@ type Backlog struct {
 	OldestPendingAge time.Duration
 }
 
-// backlogSQL is the backlog part of performanceSQL: one index-only scan of
-// idx_hook_events_unfinished, so its cost grows with the backlog, not with the
-// table. It reads hook_events only, which every role that needs the backlog
+// backlogCountsSQL counts the events not yet processed, by status, and finds
+// the oldest pending one: one index-only scan of idx_hook_events_unfinished,
+// so its cost grows with the backlog, not with the table. Backlog and
+// PerformanceReport share it.
+const backlogCountsSQL = `
+    SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+           count(*) FILTER (WHERE status = 'processing') AS processing,
+           count(*) FILTER (WHERE status = 'dead') AS dead,
+           min(created_at) FILTER (WHERE status = 'pending') AS oldest_pending
+    FROM omnibridge.hook_events WHERE status <> 'processed'`
+
+// backlogSQL reads hook_events only, which every role that needs the backlog
 // may read (the workflow coordinator may only insert into event_metrics).
-const backlogSQL = `
-SELECT now(),
-       count(*) FILTER (WHERE status = 'pending'),
-       count(*) FILTER (WHERE status = 'processing'),
-       count(*) FILTER (WHERE status = 'dead'),
-       min(created_at) FILTER (WHERE status = 'pending')
-FROM omnibridge.hook_events WHERE status <> 'processed'`
+const backlogSQL = `SELECT now(), u.pending, u.processing, u.dead, u.oldest_pending FROM (` + backlogCountsSQL + `) u`
 
 // Backlog returns the current backlog: the pending, processing and dead
 // events and the age of the oldest pending one, the backlog figures of ADR-016's

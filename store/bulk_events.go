@@ -45,17 +45,19 @@ func (s *Store) BulkInsertEvents(ctx context.Context, events []NewEvent) (BulkRe
 }
 
 // BulkInsertEventsWith implements ADR-016's adaptive_bulk_insert for hook
-// events, deduplicated as InsertEvents does it, in one transaction. Below
-// opts.EventsCopyThreshold events it sends InsertEvents' single statement;
-// from it, it reserves the deliveries with one INSERT … ON CONFLICT DO
-// NOTHING and COPYs the events whose reservation succeeded (and those
-// without a delivery id) straight into hook_events. The textbook alternative,
+// events, deduplicated as InsertEvents does it. Below
+// opts.EventsCopyThreshold events it sends InsertEvents' single statement
+// (and, like InsertEvents, reports events stored before a failed duplicate
+// lookup with a *PartialInsertError); from it, in one transaction, it
+// reserves the deliveries with one INSERT … ON CONFLICT DO NOTHING and COPYs
+// the events whose reservation succeeded (and those without a delivery id)
+// straight into hook_events. The textbook alternative,
 // COPY into a temporary table and then INSERT … SELECT … ON CONFLICT,
 // measured no faster from 1000 to 10000 events and half as fast at 100 (it
 // creates and drops a table per call; see BenchmarkBulkInsertEvents).
-// Batches with explicit ids (imports) always take the INSERT path, in chunks,
-// because an (id, created_at) stored before must count as a duplicate, not
-// fail the COPY.
+// Batches with explicit ids (imports) always take the INSERT path, in chunks
+// within one transaction, because an (id, created_at) stored before must
+// count as a duplicate, not fail the COPY.
 //
 // Validation comes first: one bad event rejects the whole call with a
 // *ValidationError naming its index, and nothing is written.
@@ -83,7 +85,11 @@ func (s *Store) bulkInsertValidEvents(ctx context.Context, opts BulkOptions, eve
 	out := BulkResult{Method: opts.EventsMethod(len(events))}
 	switch {
 	case out.Method == BulkValues:
-		err = insertColumns(ctx, s.db, events, cols, res, nil)
+		// InsertEvents' statements, which commit one by one.
+		done := make([]bool, len(events))
+		if err = insertColumns(ctx, s.db, events, cols, res, done); err != nil {
+			err = partialInsert(res, done, dupOf, err)
+		}
 	case cols.explicitIDs:
 		out.Method = BulkValues
 		err = s.inTx(ctx, func(tx pgx.Tx) error {

@@ -147,17 +147,31 @@ func (s *Store) Complete(ctx context.Context, claimID uuid.UUID, done []Completi
 	return n, nil
 }
 
-// CompletedBy counts the events among ids that are processed under claimID.
+// CompletedBy counts the events of done that are processed under claimID.
 // Completed events keep the id of the claim that completed them, so after a
 // Complete whose reply was lost (it may have committed all the same), a
 // retry that completes fewer events than it was given can tell the events
-// its earlier try completed from those whose lease had expired.
-func (s *Store) CompletedBy(ctx context.Context, claimID uuid.UUID, ids []uuid.UUID) (int, error) {
-	var n int
-	err := s.db.QueryRow(ctx, `
+// its earlier try completed from those whose lease had expired. With every
+// CreatedAt set, each event is looked up in its own partition only.
+func (s *Store) CompletedBy(ctx context.Context, claimID uuid.UUID, done []Completion) (int, error) {
+	ids := make([]uuid.UUID, len(done))
+	created := make([]time.Time, len(done))
+	keyed := true
+	for i, d := range done {
+		ids[i], created[i] = d.ID, d.CreatedAt
+		keyed = keyed && !d.CreatedAt.IsZero()
+	}
+	sql, args := `
 SELECT count(*) FROM omnibridge.hook_events
-WHERE id = ANY ($1) AND claim_id = $2 AND status = 'processed'`, ids, claimID).Scan(&n)
-	if err != nil {
+WHERE id = ANY ($2) AND claim_id = $1 AND status = 'processed'`, []any{claimID, ids}
+	if keyed {
+		sql, args = `
+SELECT count(*) FROM omnibridge.hook_events e
+JOIN unnest($2::uuid[], $3::timestamptz[]) AS d(id, created_at) ON e.id = d.id AND e.created_at = d.created_at
+WHERE e.claim_id = $1 AND e.status = 'processed'`, append(args, created)
+	}
+	var n int
+	if err := s.db.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("store: completions of claim %s: %w", claimID, err)
 	}
 	return n, nil

@@ -74,7 +74,7 @@ type ProcessingTimeStats struct {
 // idx_hook_events_unfinished, the attempts on idx_event_metrics_created_at.
 // Their cost grows with the rows in the window (and the backlog), not with the
 // size of the tables.
-const performanceSQL = `
+var performanceSQL = `
 SELECT now(),
     (SELECT count(*) FROM omnibridge.hook_events
         WHERE created_at >= now() - $1::interval AND created_at <= now()),
@@ -82,13 +82,7 @@ SELECT now(),
         WHERE status = 'processed' AND processed_at >= now() - $1::interval AND processed_at <= now()),
     u.pending, u.processing, u.dead, u.oldest_pending,
     m.attempts, m.failed, m.avg_ms, m.max_ms, m.pct[1], m.pct[2], m.pct[3]
-FROM (
-    SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
-           count(*) FILTER (WHERE status = 'processing') AS processing,
-           count(*) FILTER (WHERE status = 'dead') AS dead,
-           min(created_at) FILTER (WHERE status = 'pending') AS oldest_pending
-    FROM omnibridge.hook_events WHERE status <> 'processed'
-) u, (
+FROM (` + backlogCountsSQL + `) u, (
     SELECT count(*) AS attempts,
            count(*) FILTER (WHERE NOT kafka_publish_success) AS failed,
            avg(processing_time_ms) AS avg_ms,

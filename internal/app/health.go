@@ -160,13 +160,13 @@ func checkPools(ctx context.Context, st *store.Store, th HealthThresholds) Compo
 }
 
 func checkBacklog(ctx context.Context, st *store.Store, th HealthThresholds) ComponentHealth {
-	p, err := st.PerformanceReport(ctx, time.Hour)
+	p, err := st.Backlog(ctx)
 	if err != nil {
 		return ComponentHealth{Status: Unhealthy, Detail: err.Error()}
 	}
 	c := ComponentHealth{Status: Healthy,
 		Detail: fmt.Sprintf("%d pending, %d processing, %d dead; oldest pending %s", p.Pending, p.Processing, p.Dead, p.OldestPendingAge.Round(time.Second)),
-		Data:   map[string]any{"backlog": p.Backlog, "dead": p.Dead, "oldest_pending_age_seconds": p.OldestPendingAgeSeconds}}
+		Data:   map[string]any{"backlog": p.Pending + p.Processing, "dead": p.Dead, "oldest_pending_age_seconds": p.OldestPendingAge.Seconds()}}
 	switch {
 	case p.OldestPendingAge > th.BacklogUnhealthy:
 		c.Status = Unhealthy
