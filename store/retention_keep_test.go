@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"testing"
 	"time"
 
@@ -28,15 +27,8 @@ func TestRetentionKeepsEventDeadAfterLateLastAttempt(t *testing.T) {
 	// partition: DEFAULT), never attempted until now.
 	ages := []time.Duration{40 * day, 60 * day}
 	var ids []uuid.UUID
-	for i, ago := range ages {
-		id, dup, err := b.store.InsertEvent(ctx, store.NewEvent{Source: "github", Action: "push",
-			Resource: "repository", ResourceID: "late", DeliveryID: fmt.Sprintf("late-%d", i),
-			Payload: json.RawMessage(`{}`)})
-		require.NoError(t, err)
-		require.False(t, dup)
-		b.exec(t, `UPDATE omnibridge.hook_events SET created_at = now() - $2::interval,
-			next_attempt_at = now() - $2::interval WHERE id = $1`, id, ago)
-		ids = append(ids, id)
+	for _, ago := range ages {
+		ids = append(ids, s.event("pending", ago, ago, "late"))
 	}
 
 	claimed, claimID, err := b.store.Claim(ctx, 10)
