@@ -76,10 +76,16 @@ func childMain() int {
 // `pass` records, then holds every later one (without answering) until
 // opened; held requests are then processed normally, so their records are
 // written although the client that sent them is gone.
+//
+// The first producer to send is the child; whatever else it sent past `pass`
+// is in flight, even a request the broker reads off the socket only after
+// the child was killed (and after the gate opened): the gate tells the
+// child's requests apart by their idempotent producer id.
 type produceGate struct {
 	mu      sync.Mutex
+	child   int64 // producer id of the first request, -1 before it
 	passed  int
-	held    []string // event ids of the records held
+	sent    []string // event ids of the child's records past `pass`
 	open    chan struct{}
 	opened  bool
 	pass    int
@@ -87,35 +93,43 @@ type produceGate struct {
 }
 
 func newProduceGate(c *kfake.Cluster, pass int) *produceGate {
-	g := &produceGate{open: make(chan struct{}), pass: pass, cluster: c}
+	g := &produceGate{child: -1, open: make(chan struct{}), pass: pass, cluster: c}
 	c.ControlKey(int16(kmsg.Produce), g.control)
 	return g
 }
 
 func (g *produceGate) control(req kmsg.Request) (kmsg.Response, error, bool) {
 	g.cluster.KeepControl()
+	produce := req.(*kmsg.ProduceRequest)
+	pid := producerID(produce)
 	g.mu.Lock()
-	if g.opened {
+	if g.child < 0 {
+		g.child = pid
+	}
+	if pid != g.child {
 		g.mu.Unlock()
-		g.cluster.DropControl()
 		return nil, nil, false
 	}
-	ids := producedEventIDs(req.(*kmsg.ProduceRequest))
+	ids := producedEventIDs(produce)
 	if g.passed+len(ids) <= g.pass {
 		g.passed += len(ids)
 		g.mu.Unlock()
 		return nil, nil, false
 	}
-	g.held = append(g.held, ids...)
+	g.sent = append(g.sent, ids...)
+	opened := g.opened
 	g.mu.Unlock()
-	g.cluster.SleepControl(func() { <-g.open })
+	if !opened {
+		g.cluster.SleepControl(func() { <-g.open })
+	}
 	return nil, nil, false
 }
 
-func (g *produceGate) heldIDs() []string {
+// inFlight returns the event ids of the child's records past `pass`.
+func (g *produceGate) inFlight() []string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return append([]string(nil), g.held...)
+	return append([]string(nil), g.sent...)
 }
 
 func (g *produceGate) release() {
@@ -125,6 +139,19 @@ func (g *produceGate) release() {
 		g.opened = true
 		close(g.open)
 	}
+}
+
+// producerID returns the producer id of a produce request's first record
+// batch (one producer sends all of a request), or -1 without one.
+func producerID(req *kmsg.ProduceRequest) int64 {
+	if len(req.Topics) == 0 || len(req.Topics[0].Partitions) == 0 {
+		return -1
+	}
+	var rb kmsg.RecordBatch
+	if err := rb.ReadFrom(req.Topics[0].Partitions[0].Records); err != nil {
+		panic(fmt.Sprintf("produce request: record batch: %v", err))
+	}
+	return rb.ProducerID
 }
 
 // producedEventIDs returns the event-id header of every record of an
@@ -191,13 +218,13 @@ func TestKilledMidBatchRecovers(t *testing.T) {
 	// The first batch is acknowledged and completed; the second is held
 	// in flight by the broker.
 	waitFor(t, "first batch completed and second in flight", func() bool {
-		return b.counts(t)[store.EventProcessed] == childBatch && len(gate.heldIDs()) > 0
+		return b.counts(t)[store.EventProcessed] == childBatch && len(gate.inFlight()) > 0
 	})
 	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 	_ = cmd.Wait()
 	killed = true
 
-	held := gate.heldIDs()
+	held := gate.inFlight()
 	processing := map[string]bool{}
 	rows, err := b.db.Query(testContext(t), `SELECT id FROM omnibridge.hook_events WHERE status = 'processing'`)
 	require.NoError(t, err)
@@ -217,10 +244,17 @@ func TestKilledMidBatchRecovers(t *testing.T) {
 	gate.release()
 	b.readRecords(t, childBatch+len(held))
 
-	// A fresh coordinator with a short lease reclaims and finishes.
+	// A fresh coordinator reclaims and finishes. The dead child's claims
+	// are aged past the lease rather than the lease made short: a lease of
+	// a few seconds also expires the fresh coordinator's own claims on a
+	// loaded machine, and those events would be sent twice as one attempt.
 	cfg := testConfig()
-	cfg.LeaseTimeout = 5 * time.Second
+	cfg.LeaseTimeout = time.Minute
 	cfg.ReclaimInterval = 250 * time.Millisecond
+	tag, err := b.db.Exec(testContext(t), `UPDATE omnibridge.hook_events
+		SET claimed_at = claimed_at - interval '2 minutes' WHERE status = 'processing'`)
+	require.NoError(t, err)
+	require.Equal(t, int64(len(processing)), tag.RowsAffected())
 	kc := b.kafkaConfig()
 	kc.DeliveryTimeout = time.Second
 	c := b.newCoordinator(t, cfg, b.producer(t, kc), true)
@@ -239,8 +273,10 @@ func TestKilledMidBatchRecovers(t *testing.T) {
 		copies[id] = append(copies[id], r)
 	}
 	require.Len(t, copies, n, "every event delivered")
+	// The child's requests the broker read only after the kill count as in
+	// flight too.
 	heldSet := map[string]bool{}
-	for _, id := range held {
+	for _, id := range gate.inFlight() {
 		heldSet[id] = true
 		require.GreaterOrEqual(t, len(copies[id]), 2, "held event %s sent again after the reclaim", id)
 	}
