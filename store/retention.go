@@ -157,9 +157,7 @@ type TableReport struct {
 	Batches    int           `json:"batches"`
 	Duration   time.Duration `json:"-"`
 	DurationMS float64       `json:"duration_ms"`
-	// Error is why the table's retention stopped early, or why it was
-	// skipped (hook_event_deliveries, when hook_events did not complete); ""
-	// when neither.
+	// Error is why the table's retention stopped early; "" when it did not.
 	Error string `json:"error,omitempty"`
 }
 
@@ -172,8 +170,8 @@ const RetentionAuditType = "retention.run"
 // dead one) is dropped whole; other expired rows, the DEFAULT partitions' too,
 // are deleted BatchSize at a time, each batch its own short transaction, every
 // lock wait bounded by LockTimeout. Pending, processing and unexpired dead
-// events are never removed; delivery ids go once their event is gone (a run
-// whose hook_events step failed leaves them all to the next run); audit rows
+// events are never removed; a delivery id goes once its event row is gone (a
+// dry run counts those of events that would go as well); audit rows
 // go only with whole expired partitions (drop_expired_audit_partitions).
 //
 // With dryRun it changes nothing and reports what would go. A real run is

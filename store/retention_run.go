@@ -32,20 +32,7 @@ type retentionRun struct {
 
 	sessionsRel, deliveriesRel uint32
 	parts                      []partitionInfo
-
-	// eventsIncomplete is set when the hook_events step reported an error: a
-	// partition it could not drop, or a batch it could not delete, still
-	// holds expired events.
-	eventsIncomplete bool
 }
-
-// errDeliveriesSkipped is the hook_event_deliveries step's error in a run
-// whose hook_events step did not complete. The deliveries predicate takes an
-// event that may go for gone, which is true only once the events step has
-// removed it; with expired events left behind, deleting their delivery ids
-// would let a redelivery store a second event.
-var errDeliveriesSkipped = errors.New("skipped: hook_events did not complete, so expired events may still " +
-	"exist; their delivery ids stay until a run removes them")
 
 // partitionInfo is a row of omnibridge.retention_partitions().
 type partitionInfo struct {
@@ -111,18 +98,14 @@ type retentionTable struct {
 }
 
 // tables lists the steps in order: deliveries after the events they guard,
-// and only when the events step completed (errDeliveriesSkipped).
+// so that a run removes the delivery ids of the events it removed (a delivery
+// id goes only once its event row is gone).
 func (r *retentionRun) tables() []retentionTable {
 	return []retentionTable{
 		{"hook_events", func(ctx context.Context, tr *TableReport) error {
-			err := r.partitioned(ctx, tr, "hook_events", r.processedCutoff, &r.deadCutoff)
-			r.eventsIncomplete = err != nil
-			return err
+			return r.partitioned(ctx, tr, "hook_events", r.processedCutoff, &r.deadCutoff)
 		}},
 		{"hook_event_deliveries", func(ctx context.Context, tr *TableReport) error {
-			if r.eventsIncomplete {
-				return errDeliveriesSkipped
-			}
 			return r.rows(ctx, tr, r.deliveriesRel, r.processedCutoff, &r.deadCutoff)
 		}},
 		{"event_metrics", func(ctx context.Context, tr *TableReport) error {
