@@ -263,3 +263,55 @@ func TestEnsurePartitionsConcurrently(t *testing.T) {
 	require.Positive(t, total)
 	require.Equal(t, count()-before, total)
 }
+
+// TestCreatingPartitionLetsWritersGoOn: creating a partition makes
+// PostgreSQL prove that the DEFAULT partition holds no row of the new range,
+// which takes a lock on DEFAULT and a scan of it. While that waits (here for a
+// transaction that reads DEFAULT; in production, for a scan of a large
+// DEFAULT), inserts whose rows go to the dated partitions go on.
+func TestCreatingPartitionLetsWritersGoOn(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	reader, maintainer, writer := connect(t, url), connect(t, url), connect(t, url)
+	ctx := testCtx(t)
+
+	tx, err := reader.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT count(*) FROM omnibridge.hook_events_default`)
+	require.NoError(t, err)
+
+	var createErr error
+	created := make(chan struct{})
+	go func() {
+		defer close(created)
+		_, createErr = maintainer.Exec(ctx, `SELECT omnibridge.create_partition_for('omnibridge.hook_events',
+			now() + interval '30 days')`)
+	}()
+	defer func() { // on failure too: the connections close only after this
+		_ = tx.Rollback(ctx)
+		<-created
+	}()
+	require.Eventually(t, func() bool {
+		var waiting bool
+		err := writer.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
+			WHERE relation = 'omnibridge.hook_events_default'::regclass AND NOT granted)`).Scan(&waiting)
+		return err == nil && waiting
+	}, time.Minute, 10*time.Millisecond, "the partition's creation waits for its lock on DEFAULT")
+
+	// An insert into today's partition does not wait. (A read through the
+	// parent would: it locks DEFAULT too.)
+	insert := `INSERT INTO omnibridge.hook_events (id, source, action, resource, resource_id, payload, created_at)
+		VALUES (gen_random_uuid(), 'github', 'push', 'repo', '42', '{}', %s) RETURNING tableoid::regclass::text`
+	_, err = writer.Exec(ctx, `SET lock_timeout = '2s'`)
+	require.NoError(t, err)
+	var part string
+	require.NoError(t, writer.QueryRow(ctx, fmt.Sprintf(insert, "now()")).Scan(&part))
+	require.Regexp(t, `^omnibridge\.hook_events_p[0-9]{8}$`, part)
+
+	require.NoError(t, tx.Rollback(ctx))
+	<-created
+	require.NoError(t, createErr)
+	require.NoError(t, writer.QueryRow(ctx, fmt.Sprintf(insert, "now() + interval '30 days'")).Scan(&part))
+	require.Regexp(t, `^omnibridge\.hook_events_p[0-9]{8}$`, part, "the new partition takes its rows")
+	require.Empty(t, partitionsLackingIndexes(t, writer))
+}
