@@ -263,3 +263,32 @@ func TestWarmUpAfterAFailedBackgroundConnect(t *testing.T) {
 	require.GreaterOrEqual(t, s.Size, int32(2))
 	require.GreaterOrEqual(t, accepted.Load(), int32(3), "the dropped connection was replaced")
 }
+
+// endedCtx is a context that has ended but whose Done channel never fires, so
+// pgx runs the statement to its end: what the client sees when the caller's
+// context ends as the statement finishes on its own, and the cancel request
+// pgx sends may reach the backend later.
+type endedCtx struct{ context.Context }
+
+func (endedCtx) Err() error { return context.Canceled }
+
+func TestStrayCancelClosesConnection(t *testing.T) {
+	t.Parallel()
+	b := setup(t, pgclient.Config{MinConns: 1, MaxConns: 1})
+	c, ctx := b.client, ctxT(t)
+	pid := backendPID(t, c)
+
+	// A statement that ran to its end after its context ended: the
+	// connection is closed, not handed to the next holder.
+	var one int
+	require.NoError(t, c.Pool().QueryRow(endedCtx{ctx}, "SELECT 1").Scan(&one))
+	next := backendPID(t, c)
+	require.NotEqual(t, pid, next, "a cancel request may still be on its way to the backend")
+
+	// A statement the cancellation ended (57014) consumed it: kept.
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	_, err := c.Exec(short, "SELECT pg_sleep(30)")
+	require.Error(t, err)
+	require.Equal(t, next, backendPID(t, c))
+}

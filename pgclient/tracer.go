@@ -166,11 +166,24 @@ func (t *tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.Trac
 	return ctx
 }
 
-func (t *tracer) TraceQueryEnd(_ context.Context, conn *pgx.Conn, d pgx.TraceQueryEndData) {
+// strayCancel marks the connection to be closed on release when the caller's
+// context ended during a statement that did not end cancelled: pgx sent a
+// cancel request that may reach the backend only later (its 100 ms wait is
+// not enough on a loaded machine) and would then cancel whatever the
+// connection's next holder runs. A statement cancelled by it (57014) has
+// consumed the cancel, and the connection is kept.
+func strayCancel(ctx context.Context, st *connState, err error) {
+	if ctx.Err() != nil && !isQueryCanceled(err) {
+		st.discard = true
+	}
+}
+
+func (t *tracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, d pgx.TraceQueryEndData) {
 	st := stateOf(conn)
 	if st == nil {
 		return
 	}
+	strayCancel(ctx, st, d.Err)
 	st.lookup = false
 	var failed int64
 	if d.Err != nil {
@@ -196,11 +209,12 @@ func (t *tracer) TraceBatchQuery(_ context.Context, conn *pgx.Conn, d pgx.TraceB
 	}
 }
 
-func (t *tracer) TraceBatchEnd(_ context.Context, conn *pgx.Conn, d pgx.TraceBatchEndData) {
+func (t *tracer) TraceBatchEnd(ctx context.Context, conn *pgx.Conn, d pgx.TraceBatchEndData) {
 	st := stateOf(conn)
 	if st == nil {
 		return
 	}
+	strayCancel(ctx, st, d.Err)
 	n, failed := st.batchN, st.batchEr
 	if d.Err != nil && failed == 0 {
 		failed = 1 // the batch failed as a whole
@@ -217,11 +231,12 @@ func (t *tracer) TraceCopyFromStart(ctx context.Context, conn *pgx.Conn, _ pgx.T
 	return ctx
 }
 
-func (t *tracer) TraceCopyFromEnd(_ context.Context, conn *pgx.Conn, d pgx.TraceCopyFromEndData) {
+func (t *tracer) TraceCopyFromEnd(ctx context.Context, conn *pgx.Conn, d pgx.TraceCopyFromEndData) {
 	st := stateOf(conn)
 	if st == nil {
 		return
 	}
+	strayCancel(ctx, st, d.Err)
 	var failed int64
 	if d.Err != nil {
 		failed = 1
