@@ -28,6 +28,9 @@ var (
 	// major version than the binaries; use matching binaries (Config.BinDir or
 	// OMNIBRIDGE_PG_BINDIR) or another data directory.
 	ErrVersionMismatch = errors.New("pgembed: data directory belongs to another PostgreSQL major version (point Config.BinDir/" + EnvBinDir + " at matching binaries, or use another data directory)")
+	// ErrAlreadyRunning means a server already runs on the data directory
+	// (another process's); Start leaves it alone.
+	ErrAlreadyRunning = errors.New("pgembed: a server is already running on the data directory")
 )
 
 // requiredBinaries must all exist in a bin directory for it to be usable.

@@ -49,7 +49,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.StartTimeout)
 	defer cancel()
 	if err := c.initialise(ctx); err != nil {
-		c.discard()
+		// Nothing of ours runs yet: a server found running on the data
+		// directory belongs to someone else and is left alone.
+		c.removeTemp()
 		return nil, err
 	}
 	if err := c.Start(ctx); err != nil {
@@ -104,7 +106,7 @@ func prepare(cfg Config) (*Cluster, error) {
 		}
 	}
 	if err := c.id.checkTraversable(c.dataDir); err != nil {
-		c.discard()
+		c.removeTemp()
 		return nil, err
 	}
 	return c, nil
@@ -125,8 +127,8 @@ func (c *Cluster) initialise(ctx context.Context) error {
 				ErrVersionMismatch, c.dataDir, have, c.binDir, major)
 		}
 		if c.Running() {
-			return fmt.Errorf("pgembed: a server is already running on data directory %s (pid %d); stop it first (%s -D %s stop -m fast)",
-				c.dataDir, postmasterPID(c.dataDir), filepath.Join(c.binDir, "pg_ctl"), c.dataDir)
+			return fmt.Errorf("%w %s (pid %d); stop it first (%s -D %s stop -m fast), or use another data directory",
+				ErrAlreadyRunning, c.dataDir, postmasterPID(c.dataDir), filepath.Join(c.binDir, "pg_ctl"), c.dataDir)
 		}
 		c.log.Info("pgembed: reusing data directory", "data_dir", c.dataDir, "version", major)
 	case errors.Is(err, os.ErrNotExist):

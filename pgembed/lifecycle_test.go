@@ -178,7 +178,9 @@ func TestPersistentDataDir(t *testing.T) {
 	require.Equal(t, "9MB", queryString(t, conn, "SHOW work_mem"), "settings apply to a reused data directory")
 
 	_, err = Start(ctx, cfg)
-	require.ErrorContains(t, err, "already running", "a second server on the same data directory is refused")
+	require.ErrorIs(t, err, ErrAlreadyRunning, "a second server on the same data directory is refused")
+	require.True(t, second.Running(), "the refused Start leaves the running server alone")
+	require.Equal(t, "42", queryString(t, conn, "SELECT answer::text FROM kept"))
 }
 
 // processUser returns the name of the OS user running pid.

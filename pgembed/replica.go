@@ -39,19 +39,19 @@ func (c *Cluster) StartReplica(ctx context.Context, cfg Config) (*Cluster, error
 		return nil, err
 	}
 	if err := checkBinDir(r.binDir); err != nil {
-		r.discard()
+		r.removeTemp()
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.StartTimeout)
 	defer cancel()
 	if _, err := os.Stat(filepath.Join(r.dataDir, "PG_VERSION")); err != nil {
 		if err := c.baseBackup(ctx, r); err != nil {
-			r.discard()
+			r.removeTemp()
 			return nil, err
 		}
 	}
 	if err := r.initialise(ctx); err != nil {
-		r.discard()
+		r.removeTemp() // a server running there is not ours
 		return nil, err
 	}
 	if err := r.Start(ctx); err != nil {

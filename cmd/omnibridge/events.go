@@ -169,10 +169,13 @@ func newEventsImportCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "import FILE.ndjson",
-		Short: "Load events from NDJSON (one generic envelope per line); '-' reads standard input",
+		Short: "Load events from NDJSON (one event per line); '-' reads standard input",
 		Long: "import reads one event per line: {\"source\",\"action\",\"resource\",\"resource_id\",\"payload\",\n" +
-			"\"metadata\", optional \"delivery_id\", \"id\", \"created_at\"}. Bad lines are reported with\n" +
-			"their numbers and skipped; events already stored (same delivery or id) count as duplicates.",
+			"\"metadata\", optional \"delivery_id\", \"id\", \"created_at\"} (the receiver's generic envelope plus\n" +
+			"the source it came from). Bad lines are reported with their numbers and skipped; events already\n" +
+			"stored (same delivery or id) count as duplicates.\n\n" +
+			"Exit status: 0 when every line was stored or a duplicate, 1 when some lines were rejected (the\n" +
+			"others are stored), 2 on an error (the batches before it stay stored).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in, size, err := openInput(args[0])
@@ -194,7 +197,13 @@ func newEventsImportCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return printImport(cmd.OutOrStdout(), sum, asJSON)
+				if err := printImport(cmd.OutOrStdout(), sum, asJSON); err != nil {
+					return err
+				}
+				if sum.RejectedCount > 0 {
+					return exitCodeError{code: 1}
+				}
+				return nil
 			})
 		},
 	}

@@ -36,7 +36,7 @@ func TestEventsImportListShow(t *testing.T) {
 	require.NoError(t, os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600))
 
 	out, err := run(t, "events", "import", file, "--json", "--database-url", url)
-	require.NoError(t, err)
+	require.Equal(t, exitCodeError{code: 1}, err, "rejected lines: exit status 1")
 	var sum struct {
 		Imported      int `json:"imported"`
 		Duplicates    int `json:"duplicates"`
@@ -53,7 +53,7 @@ func TestEventsImportListShow(t *testing.T) {
 	require.Equal(t, 4, sum.Rejected[1].Line)
 
 	out, err = run(t, "events", "import", file, "--database-url", url)
-	require.NoError(t, err)
+	require.Equal(t, exitCodeError{code: 1}, err)
 	// The event with a delivery id is a duplicate both times; the one with
 	// neither delivery id nor id cannot be recognised and is stored again.
 	require.Contains(t, out, "imported 1, duplicates 2, rejected 2")
@@ -78,6 +78,13 @@ func TestEventsImportListShow(t *testing.T) {
 	out, err = run(t, "events", "list", "--status", "pending", "--limit", "1", "--database-url", url)
 	require.NoError(t, err)
 	require.Contains(t, out, "more: --cursor ")
+
+	// Every line stored or a duplicate: exit status 0.
+	clean := filepath.Join(t.TempDir(), "clean.ndjson")
+	require.NoError(t, os.WriteFile(clean, []byte(lines[0]+"\n\n"+`{"source":"ci","action":"a","resource":"r","resource_id":"9","payload":{}}`+"\n"), 0o600))
+	out, err = run(t, "events", "import", clean, "--database-url", url)
+	require.NoError(t, err)
+	require.Contains(t, out, "imported 1, duplicates 1, rejected 0 (of 3 lines)")
 }
 
 func TestEventsBadInput(t *testing.T) {

@@ -16,12 +16,8 @@ import (
 )
 
 type healthOut struct {
-	Status     string `json:"status"`
-	Components []struct {
-		Name   string `json:"name"`
-		Status string `json:"status"`
-		Detail string `json:"detail"`
-	} `json:"components"`
+	Status     string         `json:"status"`
+	Components []componentOut `json:"components"`
 }
 
 func health(t *testing.T, args ...string) (healthOut, int) {
@@ -38,15 +34,26 @@ func health(t *testing.T, args ...string) (healthOut, int) {
 	return h, code
 }
 
-func component(t *testing.T, h healthOut, name string) string {
+type componentOut = struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Detail string `json:"detail"`
+}
+
+func find(t *testing.T, h healthOut, name string) componentOut {
 	t.Helper()
 	for _, c := range h.Components {
 		if c.Name == name {
-			return c.Status
+			return c
 		}
 	}
 	t.Fatalf("no component %q in %+v", name, h)
-	return ""
+	return componentOut{}
+}
+
+func component(t *testing.T, h healthOut, name string) string {
+	t.Helper()
+	return find(t, h, name).Status
 }
 
 func TestHealthExitCodes(t *testing.T) {
@@ -111,4 +118,37 @@ func TestStats(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, out, "backlog: 0")
 	require.Contains(t, out, "SERVICE")
+}
+
+// TestHealthPoolsCountLiveInstances: an instance that stopped reporting
+// (killed, or restarted under a new instance id) is listed apart; its last
+// snapshot, leaks and all, does not make the pools degraded.
+func TestHealthPoolsCountLiveInstances(t *testing.T) {
+	dbURL := testdb.New(t)
+	broker, err := kafka.StartBroker()
+	require.NoError(t, err)
+	defer broker.Close()
+	t.Setenv("OMNIBRIDGE_KAFKA_BROKERS", broker.Addrs()[0])
+	_, err = run(t, "cleanup", "--database-url", dbURL)
+	require.NoError(t, err)
+
+	st := openStore(t, dbURL)
+	ctx := context.Background()
+	snap := func(instance string, leaks int, at time.Time) {
+		require.NoError(t, st.RecordConnectionMetrics(ctx, store.ConnectionSnapshot{ServiceName: "hook_receiver",
+			InstanceID: instance, PoolSize: 10, Idle: 10, PotentialLeaks: leaks, RecordedAt: at}))
+	}
+	snap("gone", 2, time.Now().Add(-10*time.Minute))
+	snap("live", 0, time.Now())
+
+	h, code := health(t, "--database-url", dbURL)
+	require.Equal(t, 0, code, "%+v", h)
+	require.Equal(t, "healthy", component(t, h, "pools"))
+	require.Contains(t, find(t, h, "pools").Detail, "1 service instances reporting; 1 stopped reporting")
+
+	// The same snapshot counts while it is recent enough.
+	h, code = health(t, "--database-url", dbURL, "--snapshot-max-age", "1h")
+	require.Equal(t, 1, code, "%+v", h)
+	require.Equal(t, "degraded", component(t, h, "pools"))
+	require.Contains(t, find(t, h, "pools").Detail, "hook_receiver/gone reports 2 potential connection leaks")
 }

@@ -111,6 +111,10 @@ func (d *Dev) startDatabase(ctx context.Context, fresh bool) error {
 	}
 	d.Logger.Info("dev: starting embedded PostgreSQL", "data_dir", dir)
 	cl, err := pgembed.Start(ctx, pgembed.Config{DataDir: dir, Logger: d.Logger})
+	if errors.Is(err, pgembed.ErrAlreadyRunning) {
+		return fmt.Errorf("the development database in %s is in use, most likely by another omnibridge dev: "+
+			"stop that one (Ctrl-C), or give this one its own directory with OMNIBRIDGE_DEV_DATA_DIR (%w)", dir, err)
+	}
 	if err != nil {
 		return fmt.Errorf("start embedded PostgreSQL: %w", err)
 	}
@@ -193,9 +197,13 @@ func (d *Dev) buildCurl() error {
 	src := r.Source(name)
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
-	h.Set("Idempotency-Key", "dev-delivery-1")
-	h.Set("webhook-id", "dev-delivery-1")
-	if err := src.SignRequest(h, []byte(DevSampleBody), time.Now()); err != nil {
+	// A delivery id of its own per run: the data directory is kept between
+	// runs, and the first send of this run should be stored, not a duplicate.
+	now := time.Now()
+	id := "dev-" + now.UTC().Format("20060102T150405")
+	h.Set("Idempotency-Key", id)
+	h.Set("webhook-id", id)
+	if err := src.SignRequest(h, []byte(DevSampleBody), now); err != nil {
 		return err
 	}
 	var b strings.Builder
@@ -208,6 +216,15 @@ func (d *Dev) buildCurl() error {
 	fmt.Fprintf(&b, " \\\n  --data-binary '%s'", DevSampleBody)
 	d.Curl = b.String()
 	return nil
+}
+
+// CLIEnv is the environment that points the omnibridge CLI at this stack, as
+// shell assignments to put before a command (not to export: dev itself would
+// then take the database URL for an external database on its next run). A
+// password in the database URL is hidden.
+func (d *Dev) CLIEnv() string {
+	return fmt.Sprintf("OMNIBRIDGE_DATABASE_URL='%s' OMNIBRIDGE_KAFKA_BROKERS=%s",
+		config.RedactURL(d.dbURL), strings.Join(d.Config.Kafka.Brokers, ","))
 }
 
 // URL is the base URL of a running service.
@@ -241,7 +258,9 @@ func (d *Dev) banner(out io.Writer) {
 	if d.Config.Services.ModelMetrics.API.Token == "" {
 		fmt.Fprintf(out, "  API token:             none (dev only; serve refuses to start without one)\n")
 	}
-	fmt.Fprintf(out, "\nSend a signed webhook (the same command again is answered as a duplicate):\n\n%s\n\nPress Ctrl-C to stop.\n", d.Curl)
+	fmt.Fprintf(out, "\nSend a signed webhook (the same command again is answered as a duplicate):\n\n%s\n", d.Curl)
+	fmt.Fprintf(out, "\nRun the CLI against this stack (its ports change on every run):\n\n  %s omnibridge health\n", d.CLIEnv())
+	fmt.Fprintf(out, "\nPress Ctrl-C to stop.\n")
 }
 
 // Tail prints every record published to the topic until ctx ends.

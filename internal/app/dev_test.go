@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +57,12 @@ func TestDevEndToEnd(t *testing.T) {
 	require.Contains(t, out, "dashboard:")
 	require.Contains(t, out, d.URL(config.ModelMetricsName)+"/")
 	require.Contains(t, out, "curl -i -X POST "+d.URL(config.HookReceiverName)+"/hooks/dev")
+	// The CLI line names this stack's database and broker.
+	require.Contains(t, out, d.CLIEnv()+" omnibridge health")
+	require.Contains(t, d.CLIEnv(), "OMNIBRIDGE_KAFKA_BROKERS="+strings.Join(d.Config.Kafka.Brokers, ","))
+	u, err := url.Parse(dbURL)
+	require.NoError(t, err)
+	require.Contains(t, d.CLIEnv(), "@"+u.Host+"/")
 
 	// Like any client, wait until the services say they are ready.
 	for _, name := range app.AllServices {

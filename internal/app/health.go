@@ -37,6 +37,10 @@ type HealthThresholds struct {
 	PoolUtilization float64
 	// Timeout bounds each check. Defaults to 5s.
 	Timeout time.Duration
+	// SnapshotMaxAge: an instance whose newest pool snapshot is older than
+	// this stopped (or cannot write); it is listed apart and does not count.
+	// Defaults to three of the longest metrics_interval of the services.
+	SnapshotMaxAge time.Duration
 }
 
 func (h HealthThresholds) withDefaults() HealthThresholds {
@@ -83,6 +87,11 @@ func (r *HealthReport) add(c ComponentHealth) {
 // unhealthy and the checks that need it are reported as such.
 func CheckHealth(ctx context.Context, cfg config.Config, log *slog.Logger, th HealthThresholds) HealthReport {
 	th = th.withDefaults()
+	if th.SnapshotMaxAge <= 0 {
+		sv := cfg.Services.WithDefaults()
+		th.SnapshotMaxAge = 3 * max(sv.HookReceiver.Runtime.MetricsInterval,
+			sv.WorkflowCoordinator.Runtime.MetricsInterval, sv.ModelMetrics.Runtime.MetricsInterval)
+	}
 	rep := HealthReport{Status: Healthy, CheckedAt: time.Now()}
 	// The database check is bounded like the others: an unreachable or
 	// black-holed server must give "unhealthy", not a hung command.
@@ -139,14 +148,28 @@ func checkMigrations(ctx context.Context, url string) ComponentHealth {
 	return ComponentHealth{Status: Healthy, Detail: fmt.Sprintf("schema current at version %d", v)}
 }
 
+// checkPools judges the pools by the newest snapshot of each instance that
+// still reports; the snapshots of instances that stopped (older than
+// th.SnapshotMaxAge, up to store.ConnectionMetricsHorizon) are listed apart.
 func checkPools(ctx context.Context, st *store.Store, th HealthThresholds) ComponentHealth {
 	snaps, err := st.LatestConnectionMetrics(ctx)
 	if err != nil {
 		return ComponentHealth{Status: Unhealthy, Detail: err.Error()}
 	}
-	c := ComponentHealth{Status: Healthy, Detail: fmt.Sprintf("%d service instances reporting", len(snaps)),
-		Data: map[string]any{"instances": snaps}}
+	var live, stopped []store.ConnectionSnapshot
 	for _, s := range snaps {
+		if time.Since(s.RecordedAt) > th.SnapshotMaxAge {
+			stopped = append(stopped, s)
+		} else {
+			live = append(live, s)
+		}
+	}
+	c := ComponentHealth{Status: Healthy, Detail: fmt.Sprintf("%d service instances reporting", len(live)),
+		Data: map[string]any{"instances": live, "stopped": stopped}}
+	if len(stopped) > 0 {
+		c.Detail += fmt.Sprintf("; %d stopped reporting (no snapshot for %s)", len(stopped), th.SnapshotMaxAge)
+	}
+	for _, s := range live {
 		switch {
 		case s.PotentialLeaks > 0:
 			c.Status = Degraded
