@@ -10,12 +10,14 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/omnibridge/omnibridge/hookreceiver"
 	"github.com/omnibridge/omnibridge/internal/fielderr"
 	"github.com/omnibridge/omnibridge/kafka"
 	"github.com/omnibridge/omnibridge/store"
@@ -142,7 +144,14 @@ func prefixed(section string, err error) []error {
 	for _, p := range parts {
 		// Every package's field error is a *fielderr.Error.
 		if fe, ok := errors.AsType[*FieldError](p); ok {
-			out = append(out, fe.Within(section))
+			fe = fe.Within(section)
+			// A connection string in an error is shown as config print
+			// shows it.
+			if v, ok := fe.Value.(string); ok {
+				fe.Value = RedactURL(v)
+			}
+			fe.Reason = redactText(fe.Reason)
+			out = append(out, fe)
 		} else {
 			out = append(out, fmt.Errorf("%s: %w", section, p))
 		}
@@ -162,48 +171,70 @@ type Source struct {
 
 // Load reads the file, applies environment and flag overrides, fills defaults and
 // validates. Unknown YAML keys are errors, so a typo never passes silently.
+//
+// Every problem is reported at once: values that do not parse (each a
+// *FieldError naming its full path and saying where the value came from),
+// unknown keys and unknown flags, and the validation errors of the result. A
+// field whose value did not parse keeps its earlier value, so validation
+// errors about it (or naming it, such as "must not exceed max_conns") are left
+// out. Only a file that cannot be read, or read as YAML, stops Load early.
 func Load(src Source) (Config, error) {
 	var c Config
+	var pe parseErrors
 	if src.File != "" {
 		raw, err := os.ReadFile(src.File)
 		if err != nil {
 			return Config{}, fmt.Errorf("read config file: %w", err)
 		}
-		if err := decodeYAML(raw, &c); err != nil {
-			return Config{}, fmt.Errorf("config file %s: %w", src.File, err)
+		if err := decodeFile(src.File, raw, &c, &pe); err != nil {
+			return Config{}, err
 		}
 	}
 	env := src.Env
 	if env == nil {
 		env = os.LookupEnv
 	}
-	if err := applyEnv(&c, env); err != nil {
-		return Config{}, err
-	}
+	applyEnv(&c, env, &pe)
 	if c.Database.URL == "" {
 		if v, ok := env("DATABASE_URL"); ok {
 			c.Database.URL = v
 		}
 	}
-	for path, v := range src.Flags {
-		if err := setPath(&c, path, v); err != nil {
-			return Config{}, fmt.Errorf("flag for %s: %w", path, err)
+	for _, path := range slices.Sorted(maps.Keys(src.Flags)) {
+		if err := setPath(&c, path, src.Flags[path], &pe); err != nil {
+			pe.add(fmt.Errorf("flag for %s: %w", path, err))
 		}
 	}
 	c = c.WithDefaults()
-	if err := c.Validate(); err != nil {
-		return Config{}, fmt.Errorf("invalid configuration:\n%w", err)
+	errs := pe.errs
+	for _, e := range unwrapJoined(c.Validate()) {
+		if e != nil && !c.explainedBy(&pe, e) {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("invalid configuration:\n%w", errors.Join(errs...))
 	}
 	return c, nil
 }
 
-func decodeYAML(raw []byte, c *Config) error {
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return err
+// explainedBy reports whether validation error e is about a field whose value
+// did not parse (see parseErrors.masks), so that only the parse error is
+// reported for it.
+func (c Config) explainedBy(pe *parseErrors, e error) bool {
+	if fe, ok := errors.AsType[*FieldError](e); ok {
+		return pe.masks(fe.Field, fe.Reason)
 	}
-	return nil
+	// A webhook source's errors name the source rather than its index.
+	if se, ok := errors.AsType[*hookreceiver.ConfigError](e); ok {
+		for i, s := range c.Services.HookReceiver.Receiver.Sources {
+			path := fmt.Sprintf("services.hook_receiver.sources[%d].%s", i, se.Field)
+			if s.Name == se.Source && pe.masks(path, se.Reason) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // YAML renders c as YAML with secrets redacted and the database defaults

@@ -62,9 +62,10 @@ func (s ServicesConfig) WithDefaults() ServicesConfig {
 	return s
 }
 
-// validate reports every invalid field of every service. Sources and tokens
-// are checked when a service starts (serve refuses a receiver without
-// sources and an API without a token, dev provides both).
+// validate reports every invalid field of every service. Whether the services
+// have what they need to run is checked when they start: serve refuses an API
+// without a token, and a receiver without sources starts with a warning (it
+// answers every webhook 404); dev provides a token-less API and a source.
 func (s ServicesConfig) validate() []error {
 	var errs []error
 	errs = append(errs, prefixed("services.hook_receiver", s.HookReceiver.Runtime.Validate())...)
