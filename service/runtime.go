@@ -154,6 +154,11 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 		Help: "Security audit events dropped instead of blocking a request, by reason.",
 	}, []string{"reason"})
 	reg.MustRegister(dropped)
+	for _, r := range store.DropReasons() {
+		// Every reason is exported from the start, at 0: an alert on
+		// increase() would miss the drop that created a series.
+		dropped.WithLabelValues(string(r))
+	}
 	audit, err := store.NewAuditWriter(st, store.AuditWriterConfig{
 		Logger: log,
 		OnDrop: func(r store.DropReason, n int) { dropped.WithLabelValues(string(r)).Add(float64(n)) },

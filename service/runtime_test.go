@@ -119,6 +119,7 @@ func TestLifecycleRegistersHeartbeatsAndEndsSession(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "omnibridge_pgclient_", "the pool's metrics are exported")
 	require.Contains(t, body, "go_goroutines")
+	require.Contains(t, body, `omnibridge_audit_dropped_total{reason="queue_full"} 0`, "every drop reason from the start")
 
 	require.NoError(t, stop())
 	sess = sessionsOf(t, b.url)

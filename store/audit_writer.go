@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,6 +152,10 @@ type AuditWriter struct {
 }
 
 var dropReasons = [...]DropReason{DropQueueFull, DropWriteFailed, DropClosed, DropInvalid, DropRateLimited}
+
+// DropReasons lists every DropReason, for creating a metric's series up
+// front.
+func DropReasons() []DropReason { return slices.Clone(dropReasons[:]) }
 
 // NewAuditWriter starts a writer on s. Call Close to flush and stop it. An
 // invalid configuration returns an error naming every bad field.
