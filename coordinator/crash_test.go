@@ -223,6 +223,15 @@ func TestKilledMidBatchRecovers(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 	_ = cmd.Wait()
 	killed = true
+	// A statement the child had sent still runs to its end (a claim commits
+	// although its client is gone); its backends leave once they find the
+	// client gone.
+	waitFor(t, "the child's backends gone", func() bool {
+		var n int
+		require.NoError(t, b.db.QueryRow(testContext(t), `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = 'coordinator_child'`).Scan(&n))
+		return n == 0
+	})
 
 	held := gate.inFlight()
 	processing := map[string]bool{}
