@@ -223,10 +223,14 @@ func (s *Store) RunRetention(ctx context.Context, p RetentionPolicy, dryRun bool
 	if err != nil {
 		err = fmt.Errorf("store: retention: %w", err)
 	}
-	s.log.Info("store: retention run", slog.Bool("dry_run", dryRun),
+	attrs := []slog.Attr{slog.Bool("dry_run", dryRun),
 		slog.Int64("rows_deleted", rep.RowsDeleted), slog.Int("partitions_dropped", rep.PartitionsDropped),
-		slog.Int("partitions_created", rep.PartitionsCreated), slog.Duration("duration", rep.Duration),
-		slog.Any("error", err))
+		slog.Int("partitions_created", rep.PartitionsCreated), slog.Duration("duration", rep.Duration)}
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "store: retention run failed", append(attrs, slog.Any("err", err))...)
+	} else {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "store: retention run", attrs...)
+	}
 	if !dryRun {
 		if aerr := s.auditRetention(ctx, rep, err); aerr != nil {
 			err = errors.Join(err, aerr)
