@@ -56,12 +56,18 @@ func component(t *testing.T, h healthOut, name string) string {
 	return find(t, h, name).Status
 }
 
-func TestHealthExitCodes(t *testing.T) {
-	dbURL := testdb.New(t)
+// withBroker points the commands at an in-process Kafka broker.
+func withBroker(t *testing.T) {
+	t.Helper()
 	broker, err := kafka.StartBroker()
 	require.NoError(t, err)
-	defer broker.Close()
+	t.Cleanup(broker.Close)
 	t.Setenv("OMNIBRIDGE_KAFKA_BROKERS", broker.Addrs()[0])
+}
+
+func TestHealthExitCodes(t *testing.T) {
+	dbURL := testdb.New(t)
+	withBroker(t)
 
 	// Retention never ran: degraded.
 	h, code := health(t, "--database-url", dbURL)
@@ -71,7 +77,7 @@ func TestHealthExitCodes(t *testing.T) {
 	require.Equal(t, "healthy", component(t, h, "kafka"))
 	require.Equal(t, "healthy", component(t, h, "migrations"))
 
-	_, err = run(t, "cleanup", "--database-url", dbURL)
+	_, err := run(t, "cleanup", "--database-url", dbURL)
 	require.NoError(t, err)
 	h, code = health(t, "--database-url", dbURL)
 	require.Equal(t, 0, code, "%+v", h)
@@ -125,11 +131,8 @@ func TestStats(t *testing.T) {
 // snapshot, leaks and all, does not make the pools degraded.
 func TestHealthPoolsCountLiveInstances(t *testing.T) {
 	dbURL := testdb.New(t)
-	broker, err := kafka.StartBroker()
-	require.NoError(t, err)
-	defer broker.Close()
-	t.Setenv("OMNIBRIDGE_KAFKA_BROKERS", broker.Addrs()[0])
-	_, err = run(t, "cleanup", "--database-url", dbURL)
+	withBroker(t)
+	_, err := run(t, "cleanup", "--database-url", dbURL)
 	require.NoError(t, err)
 
 	st := openStore(t, dbURL)
