@@ -174,7 +174,8 @@ func (c *Client) configurePool(p *pgxpool.Config) {
 		// statement on the server. Ask the server to cancel it instead, and
 		// keep the connection if the server confirms within the grace period.
 		cc.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
-			return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: grace}
+			return &cancelWatcher{CancelRequestContextWatcherHandler: pgconn.CancelRequestContextWatcherHandler{
+				Conn: pc, DeadlineDelay: grace}}
 		}
 	}
 	cc.Tracer = &tracer{c: c}

@@ -264,31 +264,41 @@ func TestWarmUpAfterAFailedBackgroundConnect(t *testing.T) {
 	require.GreaterOrEqual(t, accepted.Load(), int32(3), "the dropped connection was replaced")
 }
 
-// endedCtx is a context that has ended but whose Done channel never fires, so
-// pgx runs the statement to its end: what the client sees when the caller's
-// context ends as the statement finishes on its own, and the cancel request
-// pgx sends may reach the backend later.
-type endedCtx struct{ context.Context }
-
-func (endedCtx) Err() error { return context.Canceled }
-
 func TestStrayCancelClosesConnection(t *testing.T) {
 	t.Parallel()
 	b := setup(t, pgclient.Config{MinConns: 1, MaxConns: 1})
 	c, ctx := b.client, ctxT(t)
 	pid := backendPID(t, c)
 
-	// A statement that ran to its end after its context ended: the
-	// connection is closed, not handed to the next holder.
-	var one int
-	require.NoError(t, c.Pool().QueryRow(endedCtx{ctx}, "SELECT 1").Scan(&one))
+	// A context that ended before its statement: pgx sends nothing, and the
+	// connection is kept.
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err := c.Pool().Exec(done, "SELECT 1")
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, pid, backendPID(t, c), "no cancel request went out")
+
+	// The statement has finished on the server while the caller still reads
+	// its rows; then the caller's context ends. pgx sends a cancel request
+	// that the statement never sees: on a loaded machine it may reach the
+	// backend during the next holder's statement. The connection is closed.
+	reading, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rows, err := c.Pool().Query(reading, "SELECT generate_series(1, 3)")
+	require.NoError(t, err)
+	require.True(t, rows.Next())
+	cancel()
+	time.Sleep(300 * time.Millisecond) // pgx sends the cancel request meanwhile
+	for rows.Next() {
+	}
+	rows.Close()
 	next := backendPID(t, c)
 	require.NotEqual(t, pid, next, "a cancel request may still be on its way to the backend")
 
-	// A statement the cancellation ended (57014) consumed it: kept.
-	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	defer cancel()
-	_, err := c.Exec(short, "SELECT pg_sleep(30)")
+	// A statement the cancellation ended (57014) used it up: kept.
+	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancelShort()
+	_, err = c.Exec(short, "SELECT pg_sleep(30)")
 	require.Error(t, err)
 	require.Equal(t, next, backendPID(t, c))
 }

@@ -34,6 +34,7 @@ type connState struct {
 	stmt       atomic.Int64  // start of the timed statement (see startStatement), or a stmt state
 	cancelDone chan struct{} // receives when a statement cancellation has finished
 	discard    bool          // close instead of returning to the pool
+	cancelSent atomic.Bool   // pgx sent a cancel request for the statement in progress (cancelWatcher)
 	permit     bool          // the holder has a permit (see permits), given back after release
 
 	hold hold         // the current holder, when leak detection is on
@@ -153,6 +154,7 @@ func (t *tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.Trac
 		return ctx
 	}
 	st.queries++
+	st.cancelSent.Store(false)
 	st.lookup = t.c.usesStatementCache(d.SQL, d.Args)
 	if st.lookup {
 		add(&st.ctr.cacheLookups, 1)
@@ -166,24 +168,38 @@ func (t *tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.Trac
 	return ctx
 }
 
-// strayCancel marks the connection to be closed on release when the caller's
-// context ended during a statement that did not end cancelled: pgx sent a
-// cancel request that may reach the backend only later (its 100 ms wait is
-// not enough on a loaded machine) and would then cancel whatever the
-// connection's next holder runs. A statement cancelled by it (57014) has
-// consumed the cancel, and the connection is kept.
-func strayCancel(ctx context.Context, st *connState, err error) {
-	if ctx.Err() != nil && !isQueryCanceled(err) {
+// cancelWatcher is pgx's cancel-request handler for a cancelled context,
+// noting on the connection that a cancel request went out.
+type cancelWatcher struct {
+	pgconn.CancelRequestContextWatcherHandler
+}
+
+func (h *cancelWatcher) HandleCancel(ctx context.Context) {
+	if st, _ := h.Conn.CustomData()[stateKey].(*connState); st != nil {
+		st.cancelSent.Store(true)
+	}
+	h.CancelRequestContextWatcherHandler.HandleCancel(ctx)
+}
+
+// strayCancel marks the connection to be closed on release when pgx sent a
+// cancel request for the statement that just ended (the caller's context
+// ended) but the statement did not end cancelled: it finished on its own as
+// the request went out, and the request may reach the backend only later
+// (pgx's 100 ms wait is not enough on a loaded machine) and cancel whatever
+// the connection's next holder runs. A statement that the cancel did end
+// (57014) used it up, and the connection is kept.
+func strayCancel(st *connState, err error) {
+	if st.cancelSent.Swap(false) && !isQueryCanceled(err) {
 		st.discard = true
 	}
 }
 
-func (t *tracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, d pgx.TraceQueryEndData) {
+func (t *tracer) TraceQueryEnd(_ context.Context, conn *pgx.Conn, d pgx.TraceQueryEndData) {
 	st := stateOf(conn)
 	if st == nil {
 		return
 	}
-	strayCancel(ctx, st, d.Err)
+	strayCancel(st, d.Err)
 	st.lookup = false
 	var failed int64
 	if d.Err != nil {
@@ -195,6 +211,7 @@ func (t *tracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, d pgx.TraceQ
 func (t *tracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
 	if st := stateOf(conn); st != nil {
 		st.opStart, st.batchN, st.batchEr = t.c.monotonic(), 0, 0
+		st.cancelSent.Store(false)
 	}
 	return ctx
 }
@@ -209,12 +226,12 @@ func (t *tracer) TraceBatchQuery(_ context.Context, conn *pgx.Conn, d pgx.TraceB
 	}
 }
 
-func (t *tracer) TraceBatchEnd(ctx context.Context, conn *pgx.Conn, d pgx.TraceBatchEndData) {
+func (t *tracer) TraceBatchEnd(_ context.Context, conn *pgx.Conn, d pgx.TraceBatchEndData) {
 	st := stateOf(conn)
 	if st == nil {
 		return
 	}
-	strayCancel(ctx, st, d.Err)
+	strayCancel(st, d.Err)
 	n, failed := st.batchN, st.batchEr
 	if d.Err != nil && failed == 0 {
 		failed = 1 // the batch failed as a whole
@@ -227,16 +244,17 @@ func (t *tracer) TraceCopyFromStart(ctx context.Context, conn *pgx.Conn, _ pgx.T
 	if st := stateOf(conn); st != nil {
 		st.queries++
 		st.opStart = t.c.monotonic()
+		st.cancelSent.Store(false)
 	}
 	return ctx
 }
 
-func (t *tracer) TraceCopyFromEnd(ctx context.Context, conn *pgx.Conn, d pgx.TraceCopyFromEndData) {
+func (t *tracer) TraceCopyFromEnd(_ context.Context, conn *pgx.Conn, d pgx.TraceCopyFromEndData) {
 	st := stateOf(conn)
 	if st == nil {
 		return
 	}
-	strayCancel(ctx, st, d.Err)
+	strayCancel(st, d.Err)
 	var failed int64
 	if d.Err != nil {
 		failed = 1
