@@ -315,3 +315,66 @@ func TestCreatingPartitionLetsWritersGoOn(t *testing.T) {
 	require.Regexp(t, `^omnibridge\.hook_events_p[0-9]{8}$`, part, "the new partition takes its rows")
 	require.Empty(t, partitionsLackingIndexes(t, writer))
 }
+
+// TestCreatingLivePartitionKeepsItsInserts: a partition for a range that rows
+// are arriving for (here tomorrow's, created late) is made with writers
+// waiting, so an insert of that range that comes in meanwhile lands in the new
+// partition once it exists instead of failing against DEFAULT's new bounds.
+func TestCreatingLivePartitionKeepsItsInserts(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	reader, maintainer, writer := connect(t, url), connect(t, url), connect(t, url)
+	ctx := testCtx(t)
+	var tomorrow string
+	require.NoError(t, reader.QueryRow(ctx, `SELECT 'omnibridge.hook_events_p' ||
+		to_char((now() AT TIME ZONE 'UTC') + interval '1 day', 'YYYYMMDD')`).Scan(&tomorrow))
+	_, err := reader.Exec(ctx, "DROP TABLE "+tomorrow)
+	require.NoError(t, err)
+
+	tx, err := reader.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT count(*) FROM omnibridge.hook_events_default`)
+	require.NoError(t, err)
+
+	var createErr, insertErr error
+	var part string
+	created, inserted := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(created)
+		_, createErr = maintainer.Exec(ctx, `SELECT omnibridge.create_partition_for('omnibridge.hook_events',
+			now() + interval '1 day')`)
+	}()
+	defer func() { // on failure too: the connections close only after this
+		_ = tx.Rollback(ctx)
+		<-created
+	}()
+	waiting := func(rel string) func() bool {
+		return func() bool {
+			var n int
+			err := reader.QueryRow(ctx, `SELECT count(*) FROM pg_locks
+				WHERE relation = $1::regclass AND NOT granted`, rel).Scan(&n)
+			return err == nil && n > 0
+		}
+	}
+	require.Eventually(t, waiting("omnibridge.hook_events_default"), time.Minute, 10*time.Millisecond)
+
+	go func() {
+		defer close(inserted)
+		insertErr = writer.QueryRow(ctx, `INSERT INTO omnibridge.hook_events (id, source, action, resource,
+			resource_id, payload, created_at) VALUES (gen_random_uuid(), 'github', 'push', 'repo', '42', '{}',
+			now() + interval '1 day') RETURNING tableoid::regclass::text`).Scan(&part)
+	}()
+	require.Eventually(t, func() bool {
+		var n int
+		err := reader.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted`,
+			writer.PgConn().PID()).Scan(&n)
+		return err == nil && n > 0
+	}, time.Minute, 10*time.Millisecond, "the insert waits")
+
+	require.NoError(t, tx.Rollback(ctx))
+	<-created
+	require.NoError(t, createErr)
+	<-inserted
+	require.NoError(t, insertErr)
+	require.Equal(t, tomorrow, part)
+}

@@ -6,9 +6,10 @@
 -- while PostgreSQL scans the whole DEFAULT partition to prove that none of its
 -- rows belongs to the new range: with a large DEFAULT partition (old events
 -- imported before their partitions existed), every insert waited for that
--- scan. The partition is now built as a table and attached (SHARE UPDATE
--- EXCLUSIVE on the parent); only the rare move of rows out of DEFAULT still
--- locks writers out, as before.
+-- scan. A partition made ahead (the daily case) or for old data is now built
+-- as a table and attached (SHARE UPDATE EXCLUSIVE on the parent); a range
+-- within a day of now, which live rows may be arriving for, and a move of
+-- rows out of DEFAULT still lock writers out, as before.
 
 -- +goose Up
 
@@ -48,6 +49,14 @@ BEGIN
         RETURN false;
     END IF;
 
+    -- A range that live rows may be arriving for (within a day of now) is
+    -- created with writers locked out, as before: an insert of that range
+    -- waiting for DEFAULT's lock would otherwise fail once the partition is
+    -- attached, its row routed to DEFAULT. A partition made ahead (the
+    -- daily case) or for old data takes no such lock.
+    IF lo < now() + interval '1 day' AND hi > now() - interval '1 day' THEN
+        EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', parent);
+    END IF;
     SELECT NULLIF(partdefid, 0)::regclass INTO def FROM pg_partitioned_table WHERE partrelid = parent;
     IF def IS NOT NULL THEN
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I >= $1 AND %I < $2)',
@@ -61,7 +70,7 @@ BEGIN
     -- partition while it proves that none of DEFAULT's rows belongs to the
     -- new range (a scan of DEFAULT). Readers that reach DEFAULT, and writers
     -- whose rows go to it, wait for that scan; writers whose rows go to the
-    -- dated partitions do not. A row of the new range that reaches DEFAULT
+    -- dated partitions do not. A row of a future range that reaches DEFAULT
     -- after the check above makes the ATTACH fail; the next call moves it.
     SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
     FROM pg_attribute a
