@@ -50,7 +50,7 @@ func newHealthCmd(g *globals) *cobra.Command {
 	cmd.Flags().DurationVar(&th.BacklogUnhealthy, "backlog-unhealthy", time.Hour, "oldest pending event age that counts as unhealthy")
 	cmd.Flags().DurationVar(&th.Timeout, "timeout", 5*time.Second, "bound on each check")
 	cmd.Flags().DurationVar(&th.SnapshotMaxAge, "snapshot-max-age", 0,
-		"a pool snapshot older than this is from an instance that stopped (default: 3 × the longest metrics_interval)")
+		"a pool snapshot older than this is from an instance that stopped (default: 3 × the longest metrics_interval, at least 5m)")
 	return cmd
 }
 

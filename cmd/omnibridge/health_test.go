@@ -154,4 +154,11 @@ func TestHealthPoolsCountLiveInstances(t *testing.T) {
 	require.Equal(t, 1, code, "%+v", h)
 	require.Equal(t, "degraded", component(t, h, "pools"))
 	require.Contains(t, find(t, h, "pools").Detail, "hook_receiver/gone reports 2 potential connection leaks")
+
+	// A live instance's leak is reported with the stopped ones noted.
+	snap("leaking", 1, time.Now())
+	h, code = health(t, "--database-url", dbURL)
+	require.Equal(t, 1, code, "%+v", h)
+	require.Equal(t, "hook_receiver/leaking reports 1 potential connection leaks; 1 stopped reporting (no snapshot for 5m0s)",
+		find(t, h, "pools").Detail)
 }

@@ -221,10 +221,19 @@ func (d *Dev) buildCurl() error {
 // CLIEnv is the environment that points the omnibridge CLI at this stack, as
 // shell assignments to put before a command (not to export: dev itself would
 // then take the database URL for an external database on its next run). A
-// password in the database URL is hidden.
+// database URL with a password is left out rather than printed: it is the
+// caller's own, already in their environment or configuration.
 func (d *Dev) CLIEnv() string {
-	return fmt.Sprintf("OMNIBRIDGE_DATABASE_URL='%s' OMNIBRIDGE_KAFKA_BROKERS=%s",
-		config.RedactURL(d.dbURL), strings.Join(d.Config.Kafka.Brokers, ","))
+	brokers := "OMNIBRIDGE_KAFKA_BROKERS=" + shellQuote(strings.Join(d.Config.Kafka.Brokers, ","))
+	if config.RedactURL(d.dbURL) != d.dbURL {
+		return brokers
+	}
+	return "OMNIBRIDGE_DATABASE_URL=" + shellQuote(d.dbURL) + " " + brokers
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // URL is the base URL of a running service.

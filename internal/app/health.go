@@ -39,7 +39,9 @@ type HealthThresholds struct {
 	Timeout time.Duration
 	// SnapshotMaxAge: an instance whose newest pool snapshot is older than
 	// this stopped (or cannot write); it is listed apart and does not count.
-	// Defaults to three of the longest metrics_interval of the services.
+	// Defaults to three of the longest metrics_interval of the services in
+	// this configuration, and at least 5 minutes (the services may run with
+	// longer intervals than the configuration the CLI reads).
 	SnapshotMaxAge time.Duration
 }
 
@@ -89,8 +91,8 @@ func CheckHealth(ctx context.Context, cfg config.Config, log *slog.Logger, th He
 	th = th.withDefaults()
 	if th.SnapshotMaxAge <= 0 {
 		sv := cfg.Services.WithDefaults()
-		th.SnapshotMaxAge = 3 * max(sv.HookReceiver.Runtime.MetricsInterval,
-			sv.WorkflowCoordinator.Runtime.MetricsInterval, sv.ModelMetrics.Runtime.MetricsInterval)
+		th.SnapshotMaxAge = max(5*time.Minute, 3*max(sv.HookReceiver.Runtime.MetricsInterval,
+			sv.WorkflowCoordinator.Runtime.MetricsInterval, sv.ModelMetrics.Runtime.MetricsInterval))
 	}
 	rep := HealthReport{Status: Healthy, CheckedAt: time.Now()}
 	// The database check is bounded like the others: an unreachable or
@@ -156,7 +158,7 @@ func checkPools(ctx context.Context, st *store.Store, th HealthThresholds) Compo
 	if err != nil {
 		return ComponentHealth{Status: Unhealthy, Detail: err.Error()}
 	}
-	var live, stopped []store.ConnectionSnapshot
+	live, stopped := []store.ConnectionSnapshot{}, []store.ConnectionSnapshot{}
 	for _, s := range snaps {
 		if time.Since(s.RecordedAt) > th.SnapshotMaxAge {
 			stopped = append(stopped, s)
@@ -166,9 +168,6 @@ func checkPools(ctx context.Context, st *store.Store, th HealthThresholds) Compo
 	}
 	c := ComponentHealth{Status: Healthy, Detail: fmt.Sprintf("%d service instances reporting", len(live)),
 		Data: map[string]any{"instances": live, "stopped": stopped}}
-	if len(stopped) > 0 {
-		c.Detail += fmt.Sprintf("; %d stopped reporting (no snapshot for %s)", len(stopped), th.SnapshotMaxAge)
-	}
 	for _, s := range live {
 		switch {
 		case s.PotentialLeaks > 0:
@@ -178,6 +177,9 @@ func checkPools(ctx context.Context, st *store.Store, th HealthThresholds) Compo
 			c.Status = Degraded
 			c.Detail = fmt.Sprintf("%s/%s pool at %.0f%% utilization", s.ServiceName, s.InstanceID, s.UtilizationPercent)
 		}
+	}
+	if len(stopped) > 0 {
+		c.Detail += fmt.Sprintf("; %d stopped reporting (no snapshot for %s)", len(stopped), th.SnapshotMaxAge)
 	}
 	return c
 }
