@@ -75,6 +75,12 @@ func (pe *parseErrors) set(path string, v reflect.Value, raw string, secret bool
 func (pe *parseErrors) add(err error) {
 	pe.errs = append(pe.errs, err)
 	if fe, ok := errors.AsType[*FieldError](err); ok {
+		// A connection string in the error is shown as config print shows
+		// it, like the validation errors' (see prefixed).
+		if v, ok := fe.Value.(string); ok {
+			fe.Value = RedactURL(v)
+		}
+		fe.Reason = redactText(fe.Reason)
 		if pe.failed == nil {
 			pe.failed = map[string]bool{}
 		}

@@ -216,3 +216,14 @@ services:
 	}
 	require.NotContains(t, err.Error(), "yaml: unmarshal errors", "every error is placed by its path")
 }
+
+// TestParseErrorsShowConnectionStringsRedacted: a connection string that
+// does not parse as its field's type is shown redacted in the error.
+func TestParseErrorsShowConnectionStringsRedacted(t *testing.T) {
+	_, err := Load(Source{Env: env(map[string]string{
+		"OMNIBRIDGE_DATABASE_MAX_CONNS": "postgres://u:hunter2secret@db/x",
+	})})
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "hunter2secret")
+	require.Contains(t, err.Error(), "database.max_conns")
+}
