@@ -1,6 +1,7 @@
 package migrations_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -264,17 +265,15 @@ func TestEnsurePartitionsConcurrently(t *testing.T) {
 	require.Equal(t, count()-before, total)
 }
 
-// TestCreatingPartitionLetsWritersGoOn: creating a partition makes
-// PostgreSQL prove that the DEFAULT partition holds no row of the new range,
-// which takes a lock on DEFAULT and a scan of it. While that waits (here for a
-// transaction that reads DEFAULT; in production, for a scan of a large
-// DEFAULT), inserts whose rows go to the dated partitions go on.
-func TestCreatingPartitionLetsWritersGoOn(t *testing.T) {
-	t.Parallel()
-	url := testdb.New(t)
-	reader, maintainer, writer := connect(t, url), connect(t, url), connect(t, url)
+// holdPartitionCreation starts create_partition_for on hook_events at `at` (a
+// SQL expression) on a connection of its own while a transaction reads the
+// DEFAULT partition, as a long scan of DEFAULT would hold it, and returns once
+// the creation waits for its lock on DEFAULT. finish lets it go on and
+// returns its error.
+func holdPartitionCreation(t *testing.T, url, at string) (finish func() error) {
+	t.Helper()
+	reader, maintainer := connect(t, url), connect(t, url)
 	ctx := testCtx(t)
-
 	tx, err := reader.Begin(ctx)
 	require.NoError(t, err)
 	_, err = tx.Exec(ctx, `SELECT count(*) FROM omnibridge.hook_events_default`)
@@ -284,34 +283,61 @@ func TestCreatingPartitionLetsWritersGoOn(t *testing.T) {
 	created := make(chan struct{})
 	go func() {
 		defer close(created)
-		_, createErr = maintainer.Exec(ctx, `SELECT omnibridge.create_partition_for('omnibridge.hook_events',
-			now() + interval '30 days')`)
+		_, createErr = maintainer.Exec(ctx, `SELECT omnibridge.create_partition_for('omnibridge.hook_events', `+at+`)`)
 	}()
-	defer func() { // on failure too: the connections close only after this
+	// On failure too: the connections close only after this.
+	t.Cleanup(func() {
 		_ = tx.Rollback(ctx)
 		<-created
-	}()
+	})
 	require.Eventually(t, func() bool {
 		var waiting bool
-		err := writer.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
-			WHERE relation = 'omnibridge.hook_events_default'::regclass AND NOT granted)`).Scan(&waiting)
+		// pg_locks covers the cluster, and other tests' databases have the
+		// same relation oids: only this database's locks count.
+		err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
+			WHERE database = (SELECT oid FROM pg_database WHERE datname = current_database())
+			  AND relation = 'omnibridge.hook_events_default'::regclass AND NOT granted)`).Scan(&waiting)
 		return err == nil && waiting
 	}, time.Minute, 10*time.Millisecond, "the partition's creation waits for its lock on DEFAULT")
+	return func() error {
+		require.NoError(t, tx.Rollback(ctx))
+		<-created
+		return createErr
+	}
+}
+
+// insertEvent inserts an event created at `at` (a SQL expression) and returns
+// the partition that holds it.
+func insertEvent(ctx context.Context, conn *pgx.Conn, at string) (string, error) {
+	var part string
+	err := conn.QueryRow(ctx, `INSERT INTO omnibridge.hook_events (id, source, action, resource, resource_id,
+		payload, created_at) VALUES (gen_random_uuid(), 'github', 'push', 'repo', '42', '{}', `+at+`)
+		RETURNING tableoid::regclass::text`).Scan(&part)
+	return part, err
+}
+
+// TestCreatingPartitionLetsWritersGoOn: creating a partition makes
+// PostgreSQL prove that the DEFAULT partition holds no row of the new range,
+// which takes a lock on DEFAULT and a scan of it. While that waits (here for a
+// transaction that reads DEFAULT; in production, for a scan of a large
+// DEFAULT), inserts whose rows go to the dated partitions go on.
+func TestCreatingPartitionLetsWritersGoOn(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	writer, ctx := connect(t, url), testCtx(t)
+	finish := holdPartitionCreation(t, url, "now() + interval '30 days'")
 
 	// An insert into today's partition does not wait. (A read through the
 	// parent would: it locks DEFAULT too.)
-	insert := `INSERT INTO omnibridge.hook_events (id, source, action, resource, resource_id, payload, created_at)
-		VALUES (gen_random_uuid(), 'github', 'push', 'repo', '42', '{}', %s) RETURNING tableoid::regclass::text`
-	_, err = writer.Exec(ctx, `SET lock_timeout = '2s'`)
+	_, err := writer.Exec(ctx, `SET lock_timeout = '2s'`)
 	require.NoError(t, err)
-	var part string
-	require.NoError(t, writer.QueryRow(ctx, fmt.Sprintf(insert, "now()")).Scan(&part))
+	part, err := insertEvent(ctx, writer, "now()")
+	require.NoError(t, err)
 	require.Regexp(t, `^omnibridge\.hook_events_p[0-9]{8}$`, part)
 
-	require.NoError(t, tx.Rollback(ctx))
-	<-created
-	require.NoError(t, createErr)
-	require.NoError(t, writer.QueryRow(ctx, fmt.Sprintf(insert, "now() + interval '30 days'")).Scan(&part))
+	require.NoError(t, finish())
+	part, err = insertEvent(ctx, writer, "now() + interval '30 days'")
+	require.NoError(t, err)
 	require.Regexp(t, `^omnibridge\.hook_events_p[0-9]{8}$`, part, "the new partition takes its rows")
 	require.Empty(t, partitionsLackingIndexes(t, writer))
 }
@@ -323,57 +349,31 @@ func TestCreatingPartitionLetsWritersGoOn(t *testing.T) {
 func TestCreatingLivePartitionKeepsItsInserts(t *testing.T) {
 	t.Parallel()
 	url := testdb.New(t)
-	reader, maintainer, writer := connect(t, url), connect(t, url), connect(t, url)
-	ctx := testCtx(t)
+	writer, ctx := connect(t, url), testCtx(t)
 	var tomorrow string
-	require.NoError(t, reader.QueryRow(ctx, `SELECT 'omnibridge.hook_events_p' ||
+	require.NoError(t, writer.QueryRow(ctx, `SELECT 'omnibridge.hook_events_p' ||
 		to_char((now() AT TIME ZONE 'UTC') + interval '1 day', 'YYYYMMDD')`).Scan(&tomorrow))
-	_, err := reader.Exec(ctx, "DROP TABLE "+tomorrow)
+	_, err := writer.Exec(ctx, "DROP TABLE "+tomorrow)
 	require.NoError(t, err)
+	finish := holdPartitionCreation(t, url, "now() + interval '1 day'")
 
-	tx, err := reader.Begin(ctx)
-	require.NoError(t, err)
-	_, err = tx.Exec(ctx, `SELECT count(*) FROM omnibridge.hook_events_default`)
-	require.NoError(t, err)
-
-	var createErr, insertErr error
 	var part string
-	created, inserted := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(created)
-		_, createErr = maintainer.Exec(ctx, `SELECT omnibridge.create_partition_for('omnibridge.hook_events',
-			now() + interval '1 day')`)
-	}()
-	defer func() { // on failure too: the connections close only after this
-		_ = tx.Rollback(ctx)
-		<-created
-	}()
-	waiting := func(rel string) func() bool {
-		return func() bool {
-			var n int
-			err := reader.QueryRow(ctx, `SELECT count(*) FROM pg_locks
-				WHERE relation = $1::regclass AND NOT granted`, rel).Scan(&n)
-			return err == nil && n > 0
-		}
-	}
-	require.Eventually(t, waiting("omnibridge.hook_events_default"), time.Minute, 10*time.Millisecond)
-
+	var insertErr error
+	inserted := make(chan struct{})
 	go func() {
 		defer close(inserted)
-		insertErr = writer.QueryRow(ctx, `INSERT INTO omnibridge.hook_events (id, source, action, resource,
-			resource_id, payload, created_at) VALUES (gen_random_uuid(), 'github', 'push', 'repo', '42', '{}',
-			now() + interval '1 day') RETURNING tableoid::regclass::text`).Scan(&part)
+		part, insertErr = insertEvent(ctx, writer, "now() + interval '1 day'")
 	}()
+	t.Cleanup(func() { <-inserted })
+	watcher := connect(t, url)
 	require.Eventually(t, func() bool {
 		var n int
-		err := reader.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted`,
+		err := watcher.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted`,
 			writer.PgConn().PID()).Scan(&n)
 		return err == nil && n > 0
 	}, time.Minute, 10*time.Millisecond, "the insert waits")
 
-	require.NoError(t, tx.Rollback(ctx))
-	<-created
-	require.NoError(t, createErr)
+	require.NoError(t, finish())
 	<-inserted
 	require.NoError(t, insertErr)
 	require.Equal(t, tomorrow, part)
