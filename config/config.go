@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/omnibridge/omnibridge/hookreceiver"
+	"github.com/omnibridge/omnibridge/internal/connstr"
 	"github.com/omnibridge/omnibridge/internal/fielderr"
 	"github.com/omnibridge/omnibridge/kafka"
 	"github.com/omnibridge/omnibridge/store"
@@ -150,7 +151,7 @@ func prefixed(section string, err error) []error {
 			if v, ok := fe.Value.(string); ok {
 				fe.Value = RedactURL(v)
 			}
-			fe.Reason = redactText(fe.Reason)
+			fe.Reason = connstr.RedactText(fe.Reason)
 			out = append(out, fe)
 		} else {
 			out = append(out, fmt.Errorf("%s: %w", section, p))

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/omnibridge/omnibridge/internal/connstr"
 )
 
 var durationType = reflect.TypeFor[time.Duration]()
@@ -80,7 +82,7 @@ func (pe *parseErrors) add(err error) {
 		if v, ok := fe.Value.(string); ok {
 			fe.Value = RedactURL(v)
 		}
-		fe.Reason = redactText(fe.Reason)
+		fe.Reason = connstr.RedactText(fe.Reason)
 		if pe.failed == nil {
 			pe.failed = map[string]bool{}
 		}

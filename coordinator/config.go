@@ -4,12 +4,12 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/omnibridge/omnibridge/internal/connstr"
 	"github.com/omnibridge/omnibridge/internal/fielderr"
 	"github.com/omnibridge/omnibridge/store"
 )
@@ -188,26 +188,13 @@ func (c Config) Validate() error {
 	}
 	if c.ListenURL != "" {
 		if _, err := pgx.ParseConfig(c.ListenURL); err != nil {
-			errs = append(errs, fieldError("listen_url", redactDSN(c.ListenURL), "is not a PostgreSQL URL or DSN: %v", err))
+			errs = append(errs, fieldError("listen_url", connstr.Redact(c.ListenURL), "is not a PostgreSQL URL or DSN: %v", err))
 		}
 	}
 	errs = append(errs, c.Retry.validate()...)
 	errs = append(errs, c.BrokerBackoff.validate("broker_backoff")...)
 	errs = append(errs, c.ListenBackoff.validate("listen_backoff")...)
 	return errors.Join(errs...)
-}
-
-// Passwords in a URL (scheme://user:password@) or a key=value DSN.
-var (
-	urlPassword = regexp.MustCompile(`(://[^:/@]*:)[^@]*@`)
-	dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
-)
-
-// redactDSN hides the password of a URL or DSN, even one that does not
-// parse, for error messages.
-func redactDSN(s string) string {
-	s = urlPassword.ReplaceAllString(s, "${1}xxxxx@")
-	return dsnPassword.ReplaceAllString(s, "${1}xxxxx")
 }
 
 func (r RetryConfig) validate() []error {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/omnibridge/omnibridge/internal/connstr"
 )
 
 // Defaults of Config. The pool sizes, query limit and timeouts are ADR-016's.
@@ -268,7 +270,7 @@ func (c Config) Validate() error {
 	if c.URL == "" {
 		bad("url", "", "required: a PostgreSQL URL such as postgres://user@host:5432/db")
 	} else if params, err := urlParams(c.URL); err != nil {
-		bad("url", redactURL(c.URL), err.Error())
+		bad("url", connstr.Redact(c.URL), err.Error())
 	} else if _, _, perrs := applyURLParams(Config{}, params); len(perrs) > 0 {
 		errs = append(errs, perrs...)
 	}

@@ -2,7 +2,6 @@ package pgclient
 
 import (
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -170,24 +169,4 @@ func setIfZero[T comparable](dst *T, v T) (overridden bool) {
 		return false
 	}
 	return *dst != v
-}
-
-// redactURL hides the password of a URL-form connection string.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme == "" {
-		if strings.Contains(s, "password") {
-			return "(connection string with password, redacted)"
-		}
-		return s
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
 }

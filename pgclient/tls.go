@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/omnibridge/omnibridge/internal/connstr"
 )
 
 // TLS modes accepted by TLSConfig.Mode: libpq's sslmode values, without
@@ -328,7 +330,7 @@ func (t TLSConfig) CheckProduction(connString string) error {
 	}
 	cc, err := pgconn.ParseConfig(connString)
 	if err != nil {
-		return configError("url", redactURL(connString), err.Error())
+		return configError("url", connstr.Redact(connString), err.Error())
 	}
 	hosts := []string{net.JoinHostPort(cc.Host, fmt.Sprint(cc.Port))}
 	tcp := !isUnixSocket(cc.Host, cc.Port)
