@@ -3,9 +3,12 @@ package migrations_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/omnibridge/omnibridge/internal/testdb"
 )
 
 // seeded is one row put in place by a cleanup test.
@@ -211,4 +214,53 @@ func TestDropExpiredAuditPartitions(t *testing.T) {
 	require.Len(t, partitionsOf(t, conn, "security_audit_log"), before-2)
 	require.Equal(t, int64(1), queryInt(t, conn, "SELECT count(*) FROM omnibridge.security_audit_log"))
 	require.Equal(t, int64(0), queryInt(t, conn, "SELECT omnibridge.drop_expired_audit_partitions('1 year')"))
+}
+
+// TestCleanupAndPartitionCreationDoNotDeadlock: cleanup_old_data deletes from
+// hook_events and drops audit partitions under the partition-maintenance lock;
+// create_partition_for holds that lock while it locks hook_events against
+// writes. Cleanup must take the advisory lock before its deletes, or the two
+// wait for each other and PostgreSQL fails one with a deadlock error.
+func TestCleanupAndPartitionCreationDoNotDeadlock(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	maintainer, cleaner, ctx := connect(t, url), connect(t, url), testCtx(t)
+	var tomorrow string
+	require.NoError(t, maintainer.QueryRow(ctx, `SELECT 'hook_events_p' ||
+		to_char((now() AT TIME ZONE 'UTC') + interval '1 day', 'YYYYMMDD')`).Scan(&tomorrow))
+	_, err := maintainer.Exec(ctx, "DROP TABLE omnibridge."+tomorrow)
+	require.NoError(t, err)
+
+	// The maintainer holds the advisory lock, as create_partition_for does
+	// from its start, while cleanup starts.
+	tx, err := maintainer.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('omnibridge.partition_maintenance', 0))`)
+	require.NoError(t, err)
+	var cleanErr error
+	cleaned := make(chan struct{})
+	go func() {
+		defer close(cleaned)
+		_, cleanErr = cleaner.Exec(ctx, `SELECT omnibridge.cleanup_old_data()`)
+	}()
+	t.Cleanup(func() {
+		_ = tx.Rollback(ctx)
+		<-cleaned
+	})
+	require.Eventually(t, func() bool {
+		var waiting bool
+		err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
+			WHERE pid = $1 AND locktype = 'advisory' AND NOT granted)`, cleaner.PgConn().PID()).Scan(&waiting)
+		return err == nil && waiting
+	}, time.Minute, 10*time.Millisecond, "cleanup waits for the maintenance lock")
+
+	// Tomorrow's partition is within a day of now: its creation locks
+	// hook_events against writes.
+	_, err = tx.Exec(ctx, `SELECT omnibridge.create_partition_for('omnibridge.hook_events', now() + interval '1 day')`)
+	require.NoError(t, err, "partition creation while cleanup waits")
+	require.NoError(t, tx.Commit(ctx))
+	<-cleaned
+	require.NoError(t, cleanErr)
+	require.True(t, partitionsOf(t, maintainer, "hook_events")[tomorrow])
 }
