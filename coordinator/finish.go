@@ -82,10 +82,10 @@ var lastAttempt = store.RetryPolicy{MaxAttempts: 1}
 // lease expired and the reaper gave them back: acknowledged and failed ones
 // are counted as stale claims (they are published again). A retried statement
 // cannot tell those from events its previous try already recorded, if that
-// try committed and only its reply was lost. For completions it checks:
-// completed events keep their claim id. Failures do not (store.Fail clears
-// it), so after a lost reply the failures it cannot see are counted neither
-// as stale nor, if they died, as dead.
+// try committed and only its reply was lost; so it checks: completed events
+// keep their claim id, and so do events that died (store.DeadBy). Events
+// that an earlier try made pending again do not, so those a retried fail
+// cannot see are counted neither as stale nor as retried.
 func (c *Coordinator) finish(s *stopping, b *batch) {
 	if len(b.done) > 0 {
 		c.m.published.Add(float64(len(b.done)))
@@ -128,9 +128,18 @@ func (c *Coordinator) fail(s *stopping, b *batch, failed []store.Failure, policy
 		if err != nil {
 			return err
 		}
+		if len(res) < len(failed) && retry {
+			// An earlier try may have committed, its reply lost: the events
+			// it made dead still carry this claim's id.
+			dead, err := c.st.DeadBy(ctx, b.claimID, unseen(failed, res))
+			if err != nil {
+				return err
+			}
+			res = append(res, dead...)
+		}
 		switch missing := len(failed) - len(res); {
 		case missing > 0 && retry:
-			c.log.Warn("coordinator: a retried fail statement did not see some events: an earlier try whose reply was lost recorded them, or their claim expired; counted neither as stale nor as dead",
+			c.log.Warn("coordinator: a retried fail statement did not see some events: an earlier try whose reply was lost made them pending again, or their claim expired; counted neither as stale nor as retried",
 				"events", missing, "claim_id", b.claimID)
 		case missing > 0:
 			c.m.stale.Add(float64(missing))
@@ -141,6 +150,21 @@ func (c *Coordinator) fail(s *stopping, b *batch, failed []store.Failure, policy
 		c.logFailures(failed, res, deadMsg)
 		return nil
 	})
+}
+
+// unseen returns the ids of failed that have no result in res.
+func unseen(failed []store.Failure, res []store.FailResult) []uuid.UUID {
+	seen := make(map[uuid.UUID]bool, len(res))
+	for _, r := range res {
+		seen[r.ID] = true
+	}
+	var ids []uuid.UUID
+	for _, f := range failed {
+		if !seen[f.ID] {
+			ids = append(ids, f.ID)
+		}
+	}
+	return ids
 }
 
 func (c *Coordinator) logFailures(failed []store.Failure, res []store.FailResult, deadMsg string) {

@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/omnibridge/omnibridge/kafka"
 	"github.com/omnibridge/omnibridge/store"
@@ -98,12 +100,29 @@ func TestLeaseExpiredWhileHeld(t *testing.T) {
 	}
 }
 
-// lossyDB is the pool with the replies of the first completions lost: the
-// statement commits but the caller gets an error, as when the connection
-// drops right after the commit.
+// lossyDB is the pool with the replies of the first completions (lose) and
+// failures (loseFail) lost: the statement commits but the caller gets an
+// error, as when the connection drops right after the commit.
 type lossyDB struct {
 	store.DB
-	lose atomic.Int32
+	lose     atomic.Int32
+	loseFail atomic.Int32
+}
+
+func (d *lossyDB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	rows, err := d.DB.Query(ctx, sql, args...)
+	if err != nil || !strings.Contains(sql, "SET retry_count = e.retry_count + 1") || d.loseFail.Add(-1) < 0 {
+		return rows, err
+	}
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return nil, fmt.Errorf("failed %d events, then the reply was lost: %w", n, io.ErrUnexpectedEOF)
 }
 
 func (d *lossyDB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
@@ -145,6 +164,35 @@ func TestLostCompleteReplyIsNotStale(t *testing.T) {
 	require.Equal(t, float64(n), value(t, c.m.published))
 	require.Zero(t, value(t, c.m.stale), "the completion committed; only its reply was lost")
 	b.readRecords(t, n)
+}
+
+// A fail statement that made events dead commits but its reply is lost: the
+// retry finds the events no longer held, and still counts them as dead.
+func TestLostFailReplyStillCountsDead(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	db := &lossyDB{DB: b.db}
+	db.loseFail.Store(1)
+	b.st = store.New(db)
+	fault := b.broker.Cluster().Fault(kfake.Fault{
+		Keys: []kmsg.Key{kmsg.Produce}, Topic: kafka.DefaultTopic, Err: kerr.InvalidRecord, Count: -1,
+	})
+	defer fault.Remove()
+	const n = 12
+	b.insert(t, n, 3)
+
+	cfg := testConfig()
+	cfg.Retry.MaxAttempts = 1
+	c := b.newCoordinator(t, cfg, b.producer(t, b.kafkaConfig()), true)
+	r := start(t, c)
+	final := b.waitSettled(t)
+	require.Equal(t, n, final[store.EventDead])
+	waitFor(t, "the failure retried", func() bool { return db.loseFail.Load() < 0 })
+	r.stop(t)
+	require.Equal(t, 1.0, value(t, c.m.dbErrors.WithLabelValues("fail")))
+	require.Equal(t, float64(n), value(t, c.m.failed))
+	require.Equal(t, float64(n), value(t, c.m.dead), "the lost reply's events died all the same")
+	require.Zero(t, value(t, c.m.stale))
 }
 
 // expiringPublisher gives its first batch's claim back behind the

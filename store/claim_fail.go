@@ -172,6 +172,9 @@ type FailResult struct {
 // due, which for an event that waited in a backlog or through an outage can be
 // older than that retention already, and the event would go with the next
 // retention run instead of staying for an operator to replay it.
+//
+// A dead event keeps the id of the claim whose attempt was its last (see
+// DeadBy); an event pending again gives its claim up.
 var failSQL = `
 WITH failed AS (
     SELECT * FROM unnest($2::uuid[], $3::text[], $4::float8[], $6::float8[]) AS t(id, err, ms, frac)
@@ -183,7 +186,7 @@ WITH failed AS (
             ELSE now() + floor(($5::float8[])[least(e.retry_count + 1, cardinality($5::float8[]))] * failed.frac)
                          * interval '1 microsecond' END,
         claimed_at = NULL,
-        claim_id = NULL,
+        claim_id = CASE WHEN e.retry_count + 1 >= $7 THEN e.claim_id END,
         processing_errors = ` + appendErrorSQL("e", `to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
             || ' attempt ' || (e.retry_count + 1) || ': ' || failed.err`) + `
     FROM failed
@@ -256,6 +259,33 @@ func (s *Store) Fail(ctx context.Context, claimID uuid.UUID, failures []Failure,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: fail: %w", err)
+	}
+	return out, nil
+}
+
+// DeadBy returns the events of ids that are dead after an attempt under
+// claimID: a dead event keeps the id of the claim whose failed attempt was its
+// last. After a Fail whose reply was lost (it may have committed all the
+// same), a retry that sees fewer events than it was given can tell the events
+// its earlier try made dead from those whose lease had expired. Delay is 0 and
+// NextAttemptAt the time of the last attempt, as Fail returns them.
+func (s *Store) DeadBy(ctx context.Context, claimID uuid.UUID, ids []uuid.UUID) ([]FailResult, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.db.Query(ctx, `
+SELECT id, retry_count, next_attempt_at FROM omnibridge.hook_events
+WHERE id = ANY ($2) AND claim_id = $1 AND status = 'dead'`, claimID, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: dead events of claim %s: %w", claimID, err)
+	}
+	r := FailResult{Dead: true}
+	var out []FailResult
+	if _, err := pgx.ForEachRow(rows, []any{&r.ID, &r.Attempt, &r.NextAttemptAt}, func() error {
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("store: dead events of claim %s: %w", claimID, err)
 	}
 	return out, nil
 }

@@ -220,10 +220,11 @@ func TestFailBackoffScheduleAndDeadLetter(t *testing.T) {
 
 	policy := store.RetryPolicy{BaseDelay: time.Second, MaxDelay: 5 * time.Second, MaxAttempts: 5, Jitter: store.NoJitter}
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second}
-	var id uuid.UUID
+	var id, claimID uuid.UUID
 	for attempt := 1; attempt <= 5; attempt++ {
 		b.makeDue(t)
-		claimed, claimID, err := b.store.Claim(ctx, 10)
+		claimed, cid, err := b.store.Claim(ctx, 10)
+		claimID = cid
 		require.NoError(t, err)
 		require.Len(t, claimed, 1, "attempt %d", attempt)
 		id = claimed[0].ID
@@ -244,6 +245,9 @@ func TestFailBackoffScheduleAndDeadLetter(t *testing.T) {
 			none, _, err := b.store.Claim(ctx, 10)
 			require.NoError(t, err)
 			require.Empty(t, none, "not claimable before its backoff")
+			dead, err := b.store.DeadBy(ctx, claimID, []uuid.UUID{id})
+			require.NoError(t, err)
+			require.Empty(t, dead, "pending again, not dead")
 		} else {
 			require.True(t, res[0].Dead)
 			require.Zero(t, res[0].Delay)
@@ -254,6 +258,7 @@ func TestFailBackoffScheduleAndDeadLetter(t *testing.T) {
 	require.Equal(t, store.EventDead, got.Status)
 	require.Equal(t, 5, got.RetryCount)
 	require.Nil(t, got.ClaimedAt)
+	require.Equal(t, claimID, got.ClaimID, "a dead event keeps the claim of its last attempt")
 	require.Len(t, got.ProcessingErrors, 5)
 	require.Contains(t, got.ProcessingErrors[0], "attempt 1: broker said no #1")
 	require.Contains(t, got.ProcessingErrors[4], "attempt 5: broker said no #5")
@@ -264,6 +269,19 @@ func TestFailBackoffScheduleAndDeadLetter(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, dead, 1)
 	require.Equal(t, id, dead[0].ID)
+
+	// A retry of the last Fail, whose reply was lost, finds the event gone
+	// from the claim, and DeadBy tells it that its earlier try made it dead.
+	res, err := b.store.Fail(ctx, claimID, []store.Failure{{ID: id, Err: "broker said no #5", ProcessingTimeMS: 2}}, policy)
+	require.NoError(t, err)
+	require.Empty(t, res)
+	byClaim, err := b.store.DeadBy(ctx, claimID, []uuid.UUID{id, uuid.New()})
+	require.NoError(t, err)
+	require.Len(t, byClaim, 1)
+	require.Equal(t, store.FailResult{ID: id, Attempt: 5, Dead: true, NextAttemptAt: got.NextAttemptAt}, byClaim[0])
+	byClaim, err = b.store.DeadBy(ctx, uuid.New(), []uuid.UUID{id})
+	require.NoError(t, err)
+	require.Empty(t, byClaim, "another claim's")
 
 	// A dead event is not claimed again.
 	b.makeDue(t)
