@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,18 +12,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/omnibridge/omnibridge/config"
+	"github.com/omnibridge/omnibridge/hookreceiver"
 	"github.com/omnibridge/omnibridge/internal/app"
 	"github.com/omnibridge/omnibridge/internal/bench"
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "bench",
-		Short: "Measure omnibridge against a bare baseline in the same run",
-		Long: "bench runs on a scratch database: on the configured server when there is one (the user\n" +
-			"needs CREATEDB), else on a temporary embedded PostgreSQL. --json prints one JSON object\n" +
-			"with our rate, the baseline's rate and their ratio.",
-	}
+	cmd := newGroupCmd("bench", "Measure omnibridge against a bare baseline in the same run")
+	cmd.Long = "bench runs on a scratch database: on the configured server when there is one (the user\n" +
+		"needs CREATEDB), else on a temporary embedded PostgreSQL. --json prints one JSON object\n" +
+		"with our rate, the baseline's rate and their ratio."
 	cmd.AddCommand(newBenchPoolCmd(g), newBenchBulkCmd(g), newBenchIngestCmd(g), newBenchDrainCmd(g))
 	return cmd
 }
@@ -38,6 +37,13 @@ func newBenchBulkCmd(g *globals) *cobra.Command {
 		Short: "Adaptive bulk insert vs bare pgx batch and COPY at 10 … 100k rows; insert-one latency; claim + complete",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var errs []error
+			for _, n := range sizes {
+				errs = append(errs, atLeast("--sizes", n, 1))
+			}
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
 			cfg, err := g.load()
 			if err != nil {
 				return err
@@ -104,6 +110,9 @@ func newBenchPoolCmd(g *globals) *cobra.Command {
 		Short: "Point queries through pgclient vs bare pgxpool, 32 concurrent workers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := errors.Join(atLeast("--workers", workers, 1), positive("--duration", duration)); err != nil {
+				return err
+			}
 			cfg, log, err := g.benchLoad()
 			if err != nil {
 				return err
@@ -133,6 +142,20 @@ func ingestFlags(cmd *cobra.Command, o *bench.IngestOptions) {
 	cmd.Flags().IntVar(&o.BodySize, "body-size", 500, "webhook body size in bytes")
 }
 
+// checkIngest refuses bad values of the flags ingestFlags adds. The smallest
+// body the benchmark can send is checked when it starts.
+func checkIngest(o bench.IngestOptions) error {
+	errs := []error{
+		atLeast("--concurrency", o.Concurrency, 1),
+		atLeast("--count", o.Count, 0),
+		between("--body-size", o.BodySize, 1, hookreceiver.BodyLimitDefault),
+	}
+	if o.Count == 0 {
+		errs = append(errs, positive("--duration", o.Duration))
+	}
+	return errors.Join(errs...)
+}
+
 func newBenchIngestCmd(g *globals) *cobra.Command {
 	var (
 		asJSON bool
@@ -143,6 +166,9 @@ func newBenchIngestCmd(g *globals) *cobra.Command {
 		Short: "HookReceiver acknowledged events/s vs a naive one-INSERT-per-request server, 64 concurrent",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkIngest(o); err != nil {
+				return err
+			}
 			cfg, log, err := g.benchLoad()
 			if err != nil {
 				return err
@@ -185,6 +211,17 @@ func newBenchDrainCmd(g *globals) *cobra.Command {
 			"the in-process Kafka, and measures end-to-end latency at half the ingest rate.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			errs := []error{atLeast("--events", events, 1), finiteRate("--ingest-rate", ingestRate)}
+			if latencyFor <= bench.DefaultDrainLatencyWarmup {
+				errs = append(errs, fmt.Errorf("--latency-duration %s: must be longer than the %s warm-up",
+					latencyFor, bench.DefaultDrainLatencyWarmup))
+			}
+			if ingestRate == 0 {
+				errs = append(errs, checkIngest(io))
+			}
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
 			cfg, log, err := g.benchLoad()
 			if err != nil {
 				return err

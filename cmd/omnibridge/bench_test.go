@@ -12,6 +12,7 @@ import (
 // TestBenchBulkSmoke runs the bulk benchmark once at tiny sizes: a check that
 // it works end to end, not a measurement.
 func TestBenchBulkSmoke(t *testing.T) {
+	t.Parallel()
 	out, err := run(t, "bench", "bulk", "--quick", "--sizes", "10,300", "--json", "--database-url", testdb.AdminURL(t))
 	require.NoError(t, err)
 	var rep struct {
@@ -53,18 +54,21 @@ func ratioOf(t *testing.T, out string) {
 }
 
 func TestBenchPoolSmoke(t *testing.T) {
+	t.Parallel()
 	out, err := run(t, "bench", "pool", "--workers", "4", "--duration", "300ms", "--json", "--database-url", testdb.AdminURL(t))
 	require.NoError(t, err)
 	ratioOf(t, out)
 }
 
 func TestBenchIngestSmoke(t *testing.T) {
+	t.Parallel()
 	out, err := run(t, "bench", "ingest", "--concurrency", "8", "--count", "300", "--json", "--database-url", testdb.AdminURL(t))
 	require.NoError(t, err)
 	ratioOf(t, out)
 }
 
 func TestBenchDrainSmoke(t *testing.T) {
+	t.Parallel()
 	out, err := run(t, "bench", "drain", "--events", "500", "--ingest-rate", "1000", "--latency-duration", "2s",
 		"--json", "--database-url", testdb.AdminURL(t))
 	require.NoError(t, err)

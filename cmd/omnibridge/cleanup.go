@@ -38,7 +38,7 @@ func newCleanupCmd(g *globals) *cobra.Command {
 			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "TABLE\tROWS\tPARTITIONS DROPPED\tBATCHES\tDURATION\tERROR")
 			for _, t := range rep.Tables {
-				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.0fms\t%s\n", t.Table, t.RowsDeleted, t.PartitionsDropped, t.Batches, t.DurationMS, t.Error)
+				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.0fms\t%s\n", t.Table, t.RowsDeleted, t.PartitionsDropped, t.Batches, t.DurationMS, printable(t.Error))
 			}
 			if err := w.Flush(); err != nil {
 				return err

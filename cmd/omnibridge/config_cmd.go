@@ -5,7 +5,7 @@ import (
 )
 
 func newConfigCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "config", Short: "Inspect the configuration"}
+	cmd := newGroupCmd("config", "Inspect the configuration")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "print",
 		Short: "Print the effective configuration, secrets redacted",

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,7 +21,7 @@ import (
 )
 
 func newEventsCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "events", Short: "List, inspect, replay and import hook events"}
+	cmd := newGroupCmd("events", "List, inspect, replay and import hook events")
 	cmd.AddCommand(newEventsListCmd(g), newEventsShowCmd(g), newEventsReplayCmd(g),
 		newEventsDeadLettersCmd(g), newEventsImportCmd(g))
 	return cmd
@@ -51,6 +53,10 @@ func newEventsListCmd(g *globals) *cobra.Command {
 		Short: "List events, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := errors.Join(between("--limit", limit, 1, store.MaxListLimit),
+				notNegative("--since", since), storable("--source", source)); err != nil {
+				return err
+			}
 			f := store.EventFilter{Status: store.EventStatus(status), Source: source, Limit: limit}
 			if since > 0 {
 				f.Since = time.Now().Add(-since)
@@ -81,7 +87,7 @@ func newEventsListCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&status, "status", "", "pending, processing, processed or dead")
 	cmd.Flags().StringVar(&source, "source", "", "only this source")
-	cmd.Flags().DurationVar(&since, "since", 0, "only events created within this long (e.g. 1h)")
+	cmd.Flags().DurationVar(&since, "since", 0, "only events created within this long (e.g. 1h; default: all)")
 	cmd.Flags().IntVar(&limit, "limit", 50, fmt.Sprintf("page size (at most %d)", store.MaxListLimit))
 	cmd.Flags().StringVar(&cursor, "cursor", "", "continue a previous listing")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -96,20 +102,27 @@ func newEventsDeadLettersCmd(g *globals) *cobra.Command {
 		Short: "List dead-lettered events with their last error",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := between("--limit", limit, 1, store.MaxListLimit); err != nil {
+				return err
+			}
 			return g.withStore(cmd, func(st *store.Store) error {
-				evs, err := st.DeadLetters(cmd.Context(), limit)
+				page, err := st.ListEvents(cmd.Context(), store.EventFilter{Status: store.EventDead, Limit: limit})
 				if err != nil {
 					return err
 				}
+				out := cmd.OutOrStdout()
 				if asJSON {
-					return writeJSON(cmd.OutOrStdout(), eventsJSON(evs, nil))
+					return writeJSON(out, eventsJSON(page.Events, page.Next))
 				}
-				printEvents(cmd.OutOrStdout(), evs)
+				printEvents(out, page.Events)
+				if page.Next != nil {
+					fmt.Fprintf(out, "\nmore: omnibridge events list --status dead --cursor %s\n", page.Next)
+				}
 				return nil
 			})
 		},
 	}
-	cmd.Flags().IntVar(&limit, "limit", 100, "most events to list")
+	cmd.Flags().IntVar(&limit, "limit", 100, fmt.Sprintf("most events to list (at most %d)", store.MaxListLimit))
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
@@ -147,7 +160,11 @@ func newEventsReplayCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("%q is not an event id (a UUID): %w", a, err)
 				}
-				ids = append(ids, id)
+				// An id given twice is one event: counting it twice would
+				// report a replayed event as not replayed.
+				if !slices.Contains(ids, id) {
+					ids = append(ids, id)
+				}
 			}
 			return g.withStore(cmd, func(st *store.Store) error {
 				n, err := st.Replay(cmd.Context(), ids...)
@@ -175,9 +192,14 @@ func newEventsImportCmd(g *globals) *cobra.Command {
 			"the source it came from). Bad lines are reported with their numbers and skipped; events already\n" +
 			"stored (same delivery or id) count as duplicates.\n\n" +
 			"Exit status: 0 when every line was stored or a duplicate, 1 when some lines were rejected (the\n" +
-			"others are stored), 2 on an error (the batches before it stay stored).",
+			"others are stored), 2 on an error (the summary so far is printed; the batches before it\n" +
+			"stay stored).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if batch < 0 || batch > maxImportBatch {
+				return fmt.Errorf("--batch %d: must be between 1 and %d (0: the store's default, %d)",
+					batch, maxImportBatch, store.DefaultImportBatchSize)
+			}
 			in, size, err := openInput(args[0])
 			if err != nil {
 				return err
@@ -195,9 +217,14 @@ func newEventsImportCmd(g *globals) *cobra.Command {
 					_ = bar.Finish()
 				}
 				if err != nil {
-					return err
+					// The batches before the failure are stored: say how far
+					// the import got, then why it stopped.
+					if perr := printImport(cmd.OutOrStdout(), sum, err, asJSON); perr != nil {
+						return errors.Join(err, perr)
+					}
+					return fmt.Errorf("import stopped (the events counted as imported are stored, the rest are not): %w", err)
 				}
-				if err := printImport(cmd.OutOrStdout(), sum, asJSON); err != nil {
+				if err := printImport(cmd.OutOrStdout(), sum, nil, asJSON); err != nil {
 					return err
 				}
 				if sum.RejectedCount > 0 {
@@ -207,7 +234,8 @@ func newEventsImportCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().IntVar(&batch, "batch", 0, "events per transaction (default: the store's)")
+	cmd.Flags().IntVar(&batch, "batch", 0, fmt.Sprintf("events per transaction (default %d, at most %d)",
+		store.DefaultImportBatchSize, maxImportBatch))
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	return cmd
 }
@@ -221,6 +249,9 @@ func openInput(name string) (io.ReadCloser, int64, error) {
 		return nil, 0, err
 	}
 	st, err := f.Stat()
+	if err == nil && st.IsDir() {
+		err = fmt.Errorf("%s is a directory: give an NDJSON file, or - for standard input", name)
+	}
 	if err != nil {
 		f.Close()
 		return nil, 0, err
@@ -228,21 +259,31 @@ func openInput(name string) (io.ReadCloser, int64, error) {
 	return f, st.Size(), nil
 }
 
-func printImport(out io.Writer, sum store.ImportSummary, asJSON bool) error {
+// maxImportBatch bounds --batch: the batch is held in memory and written in
+// one transaction.
+const maxImportBatch = 100_000
+
+// printImport prints the summary of an import; failed is the error that
+// stopped it early, if any.
+func printImport(out io.Writer, sum store.ImportSummary, failed error, asJSON bool) error {
 	if asJSON {
 		rej := make([]map[string]any, 0, len(sum.Rejected))
 		for _, r := range sum.Rejected {
 			rej = append(rej, map[string]any{"line": r.Line, "error": r.Err.Error()})
 		}
-		return writeJSON(out, map[string]any{
+		res := map[string]any{
 			"lines": sum.Lines, "imported": sum.Imported, "duplicates": sum.Duplicates,
 			"rejected_count": sum.RejectedCount, "rejected": rej,
-		})
+		}
+		if failed != nil {
+			res["error"] = failed.Error()
+		}
+		return writeJSON(out, res)
 	}
 	fmt.Fprintf(out, "imported %d, duplicates %d, rejected %d (of %d lines)\n",
 		sum.Imported, sum.Duplicates, sum.RejectedCount, sum.Lines)
 	for _, r := range sum.Rejected {
-		fmt.Fprintf(out, "  %s\n", r)
+		fmt.Fprintf(out, "  %s\n", printable(r.Error()))
 	}
 	if sum.RejectedCount > len(sum.Rejected) {
 		fmt.Fprintf(out, "  … and %d more\n", sum.RejectedCount-len(sum.Rejected))
@@ -250,16 +291,20 @@ func printImport(out io.Writer, sum store.ImportSummary, asJSON bool) error {
 	return nil
 }
 
+// printEvents prints events as a table. Its last column is the newest entry of
+// an event's processing_errors: a failed attempt's error, or a note of a
+// replay or an expired lease.
 func printEvents(out io.Writer, evs []store.HookEvent) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tCREATED\tSTATUS\tSOURCE\tACTION\tRESOURCE\tRETRIES\tLAST ERROR")
+	fmt.Fprintln(w, "ID\tCREATED\tSTATUS\tSOURCE\tACTION\tRESOURCE\tRETRIES\tLAST ERROR OR NOTE")
 	for _, e := range evs {
 		last := ""
 		if n := len(e.ProcessingErrors); n > 0 {
 			last = oneLine(e.ProcessingErrors[n-1], 60)
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s/%s\t%d\t%s\n", e.ID, e.CreatedAt.Format(time.RFC3339),
-			e.Status, e.Source, e.Action, e.Resource, e.ResourceID, e.RetryCount, last)
+			e.Status, printable(e.Source), printable(e.Action), printable(e.Resource), printable(e.ResourceID),
+			e.RetryCount, printable(last))
 	}
 	_ = w.Flush()
 	if len(evs) == 0 {

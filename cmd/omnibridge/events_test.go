@@ -24,6 +24,7 @@ func openStore(t *testing.T, url string) *store.Store {
 }
 
 func TestEventsImportListShow(t *testing.T) {
+	t.Parallel()
 	url := testdb.New(t)
 	lines := []string{
 		`{"source":"ci","action":"build.finished","resource":"build","resource_id":"1","payload":{"ok":true},"metadata":{},"delivery_id":"d-1"}`,
@@ -88,6 +89,7 @@ func TestEventsImportListShow(t *testing.T) {
 }
 
 func TestEventsBadInput(t *testing.T) {
+	t.Parallel()
 	url := testdb.New(t)
 	_, err := run(t, "events", "show", "not-a-uuid", "--database-url", url)
 	require.ErrorContains(t, err, `"not-a-uuid" is not an event id`)
@@ -104,6 +106,7 @@ func TestEventsBadInput(t *testing.T) {
 }
 
 func TestDeadLettersAndReplay(t *testing.T) {
+	t.Parallel()
 	url := testdb.New(t)
 	st := openStore(t, url)
 	ctx := context.Background()
@@ -134,6 +137,7 @@ func TestDeadLettersAndReplay(t *testing.T) {
 }
 
 func TestSessionsList(t *testing.T) {
+	t.Parallel()
 	url := testdb.New(t)
 	st := openStore(t, url)
 	ctx := context.Background()

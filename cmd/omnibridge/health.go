@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,6 +27,9 @@ func newHealthCmd(g *globals) *cobra.Command {
 			"pools (their latest snapshots), the backlog, the maintenance (retention lag) and Kafka.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkThresholds(th); err != nil {
+				return err
+			}
 			cfg, log, err := g.loadWithDatabase()
 			if err != nil {
 				return err
@@ -54,6 +58,22 @@ func newHealthCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// checkThresholds refuses health flags that would be replaced by defaults or
+// make a status unreachable.
+func checkThresholds(th app.HealthThresholds) error {
+	errs := []error{
+		positive("--backlog-degraded", th.BacklogDegraded),
+		positive("--backlog-unhealthy", th.BacklogUnhealthy),
+		positive("--timeout", th.Timeout),
+		notNegative("--snapshot-max-age", th.SnapshotMaxAge),
+	}
+	if th.BacklogDegraded >= th.BacklogUnhealthy {
+		errs = append(errs, fmt.Errorf("--backlog-degraded %s must be shorter than --backlog-unhealthy %s",
+			th.BacklogDegraded, th.BacklogUnhealthy))
+	}
+	return errors.Join(errs...)
+}
+
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
@@ -69,7 +89,7 @@ func printHealth(out io.Writer, rep app.HealthReport, colour bool) {
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	for _, c := range rep.Components {
-		fmt.Fprintf(w, "%s\t%s\t%s\n", c.Name, paint(c.Status), c.Detail)
+		fmt.Fprintf(w, "%s\t%s\t%s\n", c.Name, paint(c.Status), printable(c.Detail))
 	}
 	_ = w.Flush()
 	fmt.Fprintf(out, "\noverall: %s\n", paint(rep.Status))
@@ -85,6 +105,9 @@ func newStatsCmd(g *globals) *cobra.Command {
 		Short: "Pool and performance metrics",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if window <= 0 || window > store.MaxPerformanceWindow {
+				return fmt.Errorf("--window %s: must be positive and at most %s", window, store.MaxPerformanceWindow)
+			}
 			return g.withStore(cmd, func(st *store.Store) error {
 				perf, err := st.PerformanceReport(cmd.Context(), window)
 				if err != nil {
@@ -110,7 +133,7 @@ func newStatsCmd(g *globals) *cobra.Command {
 				w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "SERVICE\tINSTANCE\tSIZE\tACTIVE\tIDLE\tWAITING\tUTIL %\tQUERIES\tFAILED\tAVG ms\tLEAKS\tRECORDED")
 				for _, p := range pools {
-					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%.0f\t%d\t%d\t%.2f\t%d\t%s\n", p.ServiceName, p.InstanceID, p.PoolSize,
+					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%.0f\t%d\t%d\t%.2f\t%d\t%s\n", printable(p.ServiceName), printable(p.InstanceID), p.PoolSize,
 						p.Active, p.Idle, p.Waiting, p.UtilizationPercent, p.TotalQueries, p.FailedQueries, p.AvgQueryTimeMS,
 						p.PotentialLeaks, p.RecordedAt.Format(time.RFC3339))
 				}

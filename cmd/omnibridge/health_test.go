@@ -95,6 +95,7 @@ func TestHealthExitCodes(t *testing.T) {
 }
 
 func TestHealthUnreachableAndBehind(t *testing.T) {
+	t.Parallel()
 	u, err := url.Parse(testdb.New(t))
 	require.NoError(t, err)
 	u.Host = "127.0.0.1:1"
@@ -111,6 +112,7 @@ func TestHealthUnreachableAndBehind(t *testing.T) {
 }
 
 func TestStats(t *testing.T) {
+	t.Parallel()
 	dbURL := testdb.New(t)
 	out, err := run(t, "stats", "--json", "--database-url", dbURL)
 	require.NoError(t, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -12,15 +13,19 @@ import (
 	"github.com/omnibridge/omnibridge/internal/testdb"
 )
 
-func TestMain(m *testing.M) { testdb.Main(m) }
+func TestMain(m *testing.M) {
+	// The tests name their database and configuration; a developer's
+	// environment must not add one. Unset once here rather than per test
+	// (t.Setenv), so that the tests can run in parallel.
+	for _, k := range []string{"OMNIBRIDGE_DATABASE_URL", "DATABASE_URL", "OMNIBRIDGE_CONFIG"} {
+		_ = os.Unsetenv(k)
+	}
+	testdb.Main(m)
+}
 
-// run executes the command line in-process with a clean environment for the
-// settings it reads, and returns stdout and the error.
+// run executes the command line in-process and returns stdout and the error.
 func run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	for _, k := range []string{"OMNIBRIDGE_DATABASE_URL", "DATABASE_URL", "OMNIBRIDGE_CONFIG"} {
-		t.Setenv(k, "")
-	}
 	cmd := newRootCmd()
 	var out bytes.Buffer
 	cmd.SetOut(&out)
@@ -31,6 +36,7 @@ func run(t *testing.T, args ...string) (string, error) {
 }
 
 func TestUnknownCommandListsCommands(t *testing.T) {
+	t.Parallel()
 	_, err := run(t, "frobnicate")
 	require.ErrorContains(t, err, `unknown command "frobnicate"`)
 	require.ErrorContains(t, err, "migrate")
@@ -38,12 +44,14 @@ func TestUnknownCommandListsCommands(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	out, err := run(t, "version")
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(out, "omnibridge "), out)
 }
 
 func TestCommandsNeedADatabase(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{{"migrate", "up"}, {"migrate", "status"}, {"cleanup"}} {
 		_, err := run(t, args...)
 		require.ErrorIs(t, err, errNoDatabase, "%v", args)
@@ -51,6 +59,7 @@ func TestCommandsNeedADatabase(t *testing.T) {
 }
 
 func TestConfigPrintRedactsSecrets(t *testing.T) {
+	t.Parallel()
 	out, err := run(t, "config", "print", "--database-url", "postgres://svc:topsecret@db.internal:5432/omni")
 	require.NoError(t, err)
 	require.NotContains(t, out, "topsecret")
@@ -70,6 +79,7 @@ func TestInvalidConfigIsReportedWhole(t *testing.T) {
 }
 
 func TestMigrateUpStatusDown(t *testing.T) {
+	t.Parallel()
 	url := testdb.NewEmpty(t)
 	out, err := run(t, "migrate", "status", "--database-url", url)
 	require.NoError(t, err)
@@ -97,6 +107,7 @@ func TestMigrateUpStatusDown(t *testing.T) {
 }
 
 func TestCleanupDryRunJSON(t *testing.T) {
+	t.Parallel()
 	url := testdb.New(t)
 	out, err := run(t, "cleanup", "--dry-run", "--json", "--database-url", url)
 	require.NoError(t, err)

@@ -13,14 +13,14 @@ import (
 )
 
 func newMigrateCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "migrate", Short: "Apply, roll back or show schema migrations"}
+	cmd := newGroupCmd("migrate", "Apply, roll back or show schema migrations")
 	var all bool
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Apply every pending migration (safe to run from several processes at once)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runMigrate(cmd, g, func(m *migrateRun) ([]migrations.Result, error) {
+			return runMigrate(cmd, g, "nothing to do: the schema is current", func(m *migrateRun) ([]migrations.Result, error) {
 				return migrations.Up(m.ctx, m.db)
 			})
 		},
@@ -30,7 +30,7 @@ func newMigrateCmd(g *globals) *cobra.Command {
 		Short: "Roll back the newest migration (--all: every migration)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runMigrate(cmd, g, func(m *migrateRun) ([]migrations.Result, error) {
+			return runMigrate(cmd, g, "nothing to roll back: no migration is applied", func(m *migrateRun) ([]migrations.Result, error) {
 				if all {
 					return migrations.Down(m.ctx, m.db, migrations.ToVersion(0))
 				}
@@ -78,8 +78,9 @@ type migrateRun struct {
 	db  *sql.DB
 }
 
-// runMigrate opens the database, runs fn and prints what it applied.
-func runMigrate(cmd *cobra.Command, g *globals, fn func(*migrateRun) ([]migrations.Result, error)) error {
+// runMigrate opens the database, runs fn and prints what it applied, or the
+// message nothing when it applied nothing.
+func runMigrate(cmd *cobra.Command, g *globals, nothing string, fn func(*migrateRun) ([]migrations.Result, error)) error {
 	cfg, _, err := g.loadWithDatabase()
 	if err != nil {
 		return err
@@ -98,7 +99,7 @@ func runMigrate(cmd *cobra.Command, g *globals, fn func(*migrateRun) ([]migratio
 		return err
 	}
 	if len(res) == 0 {
-		fmt.Fprintln(out, "nothing to do: the schema is current")
+		fmt.Fprintln(out, nothing)
 	}
 	return nil
 }

@@ -30,12 +30,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return fmt.Errorf("unknown command %q; available commands: %s", args[0], commandList(cmd))
-			}
-			return cmd.Help()
-		},
+		RunE:          runGroup,
 	}
 	f := root.PersistentFlags()
 	f.StringVar(&g.configFile, "config", os.Getenv("OMNIBRIDGE_CONFIG"), "YAML configuration file (env OMNIBRIDGE_CONFIG)")
@@ -59,9 +54,24 @@ func newRootCmd() *cobra.Command {
 	return root
 }
 
-func commandList(root *cobra.Command) string {
+// newGroupCmd is a command that only holds subcommands.
+func newGroupCmd(use, short string) *cobra.Command {
+	return &cobra.Command{Use: use, Short: short, Args: cobra.ArbitraryArgs, RunE: runGroup}
+}
+
+// runGroup prints the help of a command that only holds subcommands, or
+// refuses an unknown subcommand (cobra would print the help and exit 0, so a
+// mistyped command would look like success to a script).
+func runGroup(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unknown command %q for %q; available commands: %s", args[0], cmd.CommandPath(), commandList(cmd))
+	}
+	return cmd.Help()
+}
+
+func commandList(parent *cobra.Command) string {
 	var names []string
-	for _, c := range root.Commands() {
+	for _, c := range parent.Commands() {
 		if c.IsAvailableCommand() {
 			names = append(names, c.Name())
 		}

@@ -169,14 +169,3 @@ func TestServeRefusesWithoutToken(t *testing.T) {
 		[]string{config.ModelMetricsName}, app.ServeOptions{})
 	require.ErrorContains(t, err, "token")
 }
-
-func TestParseServices(t *testing.T) {
-	all, err := app.ParseServices("")
-	require.NoError(t, err)
-	require.Equal(t, app.AllServices, all)
-	got, err := app.ParseServices("model-metrics, hook-receiver,model-metrics")
-	require.NoError(t, err)
-	require.Equal(t, []string{"model-metrics", "hook-receiver"}, got)
-	_, err = app.ParseServices("hook-receiver,mailer")
-	require.ErrorContains(t, err, `unknown service "mailer"`)
-}

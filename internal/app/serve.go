@@ -56,7 +56,8 @@ type Services struct {
 	log      *slog.Logger
 }
 
-// ParseServices checks a --services list.
+// ParseServices checks a --services list: names from AllServices separated
+// by commas, a name given twice counted once; an empty list means all.
 func ParseServices(list string) ([]string, error) {
 	if strings.TrimSpace(list) == "" {
 		return AllServices, nil
@@ -64,6 +65,9 @@ func ParseServices(list string) ([]string, error) {
 	var out []string
 	for _, n := range strings.Split(list, ",") {
 		n = strings.TrimSpace(n)
+		if n == "" {
+			return nil, fmt.Errorf("empty service name in %q: separate names with single commas", list)
+		}
 		if !slices.Contains(AllServices, n) {
 			return nil, fmt.Errorf("unknown service %q: choose from %s", n, strings.Join(AllServices, ", "))
 		}
