@@ -14,14 +14,16 @@ import (
 // Defaults of ImportOptions.
 const (
 	DefaultImportBatchSize    = 5000
+	MaxImportBatchSize        = 100_000
 	DefaultImportMaxLineBytes = 2 << 20
 	DefaultImportMaxRejected  = 1000
 )
 
 // ImportOptions tunes ImportNDJSON.
 type ImportOptions struct {
-	// BatchSize is the number of events per bulk insert (and transaction).
-	// Defaults to DefaultImportBatchSize.
+	// BatchSize is the number of events per bulk insert (and transaction),
+	// held in memory together; at most MaxImportBatchSize. Defaults to
+	// DefaultImportBatchSize.
 	BatchSize int
 	// MaxLineBytes is the longest line accepted, newline excluded; a longer
 	// line is rejected and skipped without being held in memory. Defaults to
@@ -49,8 +51,8 @@ func (o ImportOptions) WithDefaults() ImportOptions {
 // Validate reports every invalid field of o (after WithDefaults).
 func (o ImportOptions) Validate() error {
 	var errs []error
-	if o.BatchSize < 1 {
-		errs = append(errs, fmt.Errorf("import options: BatchSize %d must be at least 1", o.BatchSize))
+	if o.BatchSize < 1 || o.BatchSize > MaxImportBatchSize {
+		errs = append(errs, fmt.Errorf("import options: BatchSize %d must be between 1 and %d", o.BatchSize, MaxImportBatchSize))
 	}
 	if o.MaxLineBytes < 64 || o.MaxLineBytes > 1<<30 {
 		errs = append(errs, fmt.Errorf("import options: MaxLineBytes %d must be between 64 and 1 GiB", o.MaxLineBytes))

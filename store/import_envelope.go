@@ -14,7 +14,8 @@ const (
 	// that is not a string).
 	CodeWrongType ValidationCode = "wrong_type"
 	// CodeInvalidValue: an envelope's id is not a UUID or its created_at not
-	// an RFC 3339 time.
+	// an RFC 3339 time; or an event's CreatedAt is more than MaxCreatedAhead
+	// in the future.
 	CodeInvalidValue ValidationCode = "invalid_value"
 )
 

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"strconv"
+	"time"
 	"unicode/utf8"
 )
 
@@ -73,7 +74,8 @@ func (e *ValidationError) Error() string {
 // characters; the payload is a JSON object and the metadata, when given, too,
 // both jsonb-compatible (valid UTF-8, no \u0000, no lone surrogate escapes,
 // numbers within numeric's range) and nested at most MaxJSONDepth deep; an
-// explicit ID comes with its CreatedAt. It returns a *ValidationError with
+// explicit ID comes with its CreatedAt, and CreatedAt is at most
+// MaxCreatedAhead in the future. It returns a *ValidationError with
 // Index -1, or nil.
 //
 // The JSON checks run in a single pass without decoding the document.
@@ -116,8 +118,17 @@ func (e *NewEvent) validate() *ValidationError {
 		return &ValidationError{Field: "created_at", Code: CodeMissingField,
 			Reason: "an event with an explicit id needs its created_at (the key is (id, created_at))"}
 	}
+	if e.CreatedAt.After(time.Now().Add(MaxCreatedAhead)) {
+		return &ValidationError{Field: "created_at", Code: CodeInvalidValue,
+			Reason: fmt.Sprintf("created_at %s is more than %s in the future", e.CreatedAt.Format(time.RFC3339), MaxCreatedAhead)}
+	}
 	return nil
 }
+
+// MaxCreatedAhead is how far in the future an event's CreatedAt may be: room
+// for clocks that disagree, not for events from the future, which would head
+// every listing and stay out of every dated partition.
+const MaxCreatedAhead = 24 * time.Hour
 
 // validateEvents validates a batch; the first bad event is reported with its
 // index.

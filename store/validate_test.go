@@ -58,6 +58,8 @@ func badEventCases() []struct {
 		{"metadata array", func(e *store.NewEvent) { e.Metadata = json.RawMessage(`[]`) }, "metadata", store.CodeNotAnObject},
 		{"metadata NUL escape", func(e *store.NewEvent) { e.Metadata = json.RawMessage(`{"k":"\u0000"}`) }, "metadata", store.CodeNULCharacter},
 		{"id without created_at", func(e *store.NewEvent) { e.ID = uuid.Must(uuid.NewV7()) }, "created_at", store.CodeMissingField},
+		{"created_at far ahead", func(e *store.NewEvent) { e.CreatedAt = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC) }, "created_at", store.CodeInvalidValue},
+		{"created_at over a day ahead", func(e *store.NewEvent) { e.CreatedAt = time.Now().Add(store.MaxCreatedAhead + time.Minute) }, "created_at", store.CodeInvalidValue},
 	}
 }
 

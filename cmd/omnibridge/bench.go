@@ -148,7 +148,7 @@ func checkIngest(o bench.IngestOptions) error {
 	errs := []error{
 		atLeast("--concurrency", o.Concurrency, 1),
 		atLeast("--count", o.Count, 0),
-		between("--body-size", o.BodySize, 1, hookreceiver.BodyLimitDefault),
+		between("--body-size", o.BodySize, bench.MinIngestBodySize, hookreceiver.BodyLimitDefault),
 	}
 	if o.Count == 0 {
 		errs = append(errs, positive("--duration", o.Duration))

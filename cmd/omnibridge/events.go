@@ -196,9 +196,9 @@ func newEventsImportCmd(g *globals) *cobra.Command {
 			"stay stored).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if batch < 0 || batch > maxImportBatch {
+			if batch < 0 || batch > store.MaxImportBatchSize {
 				return fmt.Errorf("--batch %d: must be between 1 and %d (0: the store's default, %d)",
-					batch, maxImportBatch, store.DefaultImportBatchSize)
+					batch, store.MaxImportBatchSize, store.DefaultImportBatchSize)
 			}
 			in, size, err := openInput(args[0])
 			if err != nil {
@@ -235,7 +235,7 @@ func newEventsImportCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&batch, "batch", 0, fmt.Sprintf("events per transaction (default %d, at most %d)",
-		store.DefaultImportBatchSize, maxImportBatch))
+		store.DefaultImportBatchSize, store.MaxImportBatchSize))
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	return cmd
 }
@@ -258,10 +258,6 @@ func openInput(name string) (io.ReadCloser, int64, error) {
 	}
 	return f, st.Size(), nil
 }
-
-// maxImportBatch bounds --batch: the batch is held in memory and written in
-// one transaction.
-const maxImportBatch = 100_000
 
 // printImport prints the summary of an import; failed is the error that
 // stopped it early, if any.

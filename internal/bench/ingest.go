@@ -93,8 +93,8 @@ func (o IngestOptions) validate() error {
 	if o.Count < 0 || o.Duration < 0 {
 		errs = append(errs, fmt.Errorf("bench ingest: Count %d and Duration %s must not be negative", o.Count, o.Duration))
 	}
-	if o.BodySize < minIngestBody || o.BodySize > hookreceiver.BodyLimitDefault {
-		errs = append(errs, fmt.Errorf("bench ingest: BodySize %d must be between %d and %d", o.BodySize, minIngestBody, hookreceiver.BodyLimitDefault))
+	if o.BodySize < MinIngestBodySize || o.BodySize > hookreceiver.BodyLimitDefault {
+		errs = append(errs, fmt.Errorf("bench ingest: BodySize %d must be between %d and %d", o.BodySize, MinIngestBodySize, hookreceiver.BodyLimitDefault))
 	}
 	if o.Slice <= 0 {
 		errs = append(errs, fmt.Errorf("bench ingest: Slice %s must be positive", o.Slice))
@@ -167,8 +167,9 @@ type IngestRun struct {
 	AvgBatch float64 `json:"avg_batch,omitempty"`
 }
 
-// minIngestBody is the smallest body that holds the webhook's fields.
-const minIngestBody = 200
+// MinIngestBodySize is the smallest BodySize: a body that holds the webhook's
+// fields.
+const MinIngestBodySize = 200
 
 // Ingest measures, in one run on the migrated database at dbURL, the
 // HookReceiver against a naive one-INSERT-per-request server: Concurrency
