@@ -62,6 +62,7 @@ func classify(err error) *apiError {
 	var (
 		ie *store.InputError
 		ce *pgconn.ConnectError
+		pe *pgconn.PgError
 	)
 	switch {
 	case errors.Is(err, store.ErrEventNotFound):
@@ -70,10 +71,14 @@ func classify(err error) *apiError {
 	case errors.As(err, &ie):
 		// The handlers validate first; this is a limit the store enforces.
 		return paramError(ie.Field, "%s", ie.Reason)
-	case errors.Is(err, pgclient.ErrQueryTimeout), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, pgclient.ErrQueryTimeout), errors.Is(err, context.DeadlineExceeded), errors.As(err, &pe) && pe.Code == "57014":
+		// 57014: the statement was cancelled, by pgx when the request's
+		// query timeout passed or by the server's statement_timeout.
 		return &apiError{status: http.StatusServiceUnavailable, retryAfter: "5", cause: err, body: errorBody{
 			Error: "the database did not answer in time; try again, or a shorter window", Code: CodeTimeout}}
-	case errors.Is(err, pgclient.ErrPoolExhausted), errors.Is(err, pgclient.ErrClosed), errors.Is(err, pgclient.ErrUnavailable), errors.As(err, &ce):
+	case errors.Is(err, pgclient.ErrClosed), errors.As(err, &ce), pgclient.IsTransient(err), pgclient.IsRetryableTx(err):
+		// The path to the database failed (a lost connection, a restart,
+		// an open breaker, an exhausted pool), not the request.
 		return &apiError{status: http.StatusServiceUnavailable, retryAfter: "5", cause: err, body: errorBody{
 			Error: "the database is unavailable or overloaded; try again shortly", Code: CodeUnavailable}}
 	default:

@@ -6,13 +6,20 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/omnibridge/omnibridge/pgclient"
 	"github.com/omnibridge/omnibridge/store"
 )
 
-// queryContext bounds the database work of a request.
+// queryContext bounds the database work of a request (see reads).
 func (a *API) queryContext(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(r.Context(), a.cfg.QueryTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.QueryTimeout)
+	return reads(ctx), cancel
 }
+
+// reads marks ctx for statements that only read: pgclient may send them again
+// after the connection was lost under them (a restarted or failed-over
+// server), within the request's time.
+func reads(ctx context.Context) context.Context { return pgclient.Idempotent(ctx) }
 
 // performance serves GET /api/v1/performance?window=1h.
 func (a *API) performance(w http.ResponseWriter, r *http.Request) error {
@@ -25,7 +32,7 @@ func (a *API) performance(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	body, err := a.cache.get(r.Context(), "performance "+window.String(), a.cfg.QueryTimeout,
-		func(ctx context.Context) (any, error) { return a.store.PerformanceReport(ctx, window) })
+		func(ctx context.Context) (any, error) { return a.store.PerformanceReport(reads(ctx), window) })
 	if err != nil {
 		return err
 	}
@@ -53,7 +60,7 @@ func (a *API) performanceSeries(w http.ResponseWriter, r *http.Request) error {
 			formatDuration(step), n, formatDuration(window), MaxSeriesPoints)
 	}
 	body, err := a.cache.get(r.Context(), "series "+step.String()+" "+strconv.Itoa(n), a.cfg.QueryTimeout,
-		func(ctx context.Context) (any, error) { return a.store.PerformanceSeries(ctx, step, n) })
+		func(ctx context.Context) (any, error) { return a.store.PerformanceSeries(reads(ctx), step, n) })
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ type setupOptions struct {
 	audit store.AuditWriterConfig
 	dbURL string // an existing database instead of a fresh one
 	log   *slog.Logger
+	pool  func(*pgclient.Config)
 }
 
 func setup(t testing.TB, opts ...func(*setupOptions)) *bundle {
@@ -58,10 +59,14 @@ func setup(t testing.TB, opts ...func(*setupOptions)) *bundle {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	db, err := pgclient.Open(ctx, pgclient.Config{
+	pcfg := pgclient.Config{
 		URL: dbURL, ServiceName: "metricsapi-test", MinConns: 1, MaxConns: 8,
 		Logger: log,
-	})
+	}
+	if o.pool != nil {
+		o.pool(&pcfg)
+	}
+	db, err := pgclient.Open(ctx, pcfg)
 	require.NoError(t, err)
 	t.Cleanup(db.Close)
 	st := store.New(db)
