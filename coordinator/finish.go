@@ -131,9 +131,11 @@ func (c *Coordinator) fail(s *stopping, b *batch, failed []store.Failure, policy
 		if len(res) < len(failed) && retry {
 			// An earlier try may have committed, its reply lost: the events
 			// it made dead still carry this claim's id.
+			// The failures are recorded by now: if this lookup fails, those
+			// events are only left uncounted (below), not recorded again.
 			dead, err := c.st.DeadBy(ctx, b.claimID, unseen(failed, res))
 			if err != nil {
-				return err
+				c.log.Warn("coordinator: could not look up the events a lost fail reply made dead", "claim_id", b.claimID, "err", err)
 			}
 			res = append(res, dead...)
 		}

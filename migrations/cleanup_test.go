@@ -225,9 +225,11 @@ func TestCleanupAndPartitionCreationDoNotDeadlock(t *testing.T) {
 	t.Parallel()
 	url := testdb.New(t)
 	maintainer, cleaner, ctx := connect(t, url), connect(t, url), testCtx(t)
-	var tomorrow string
-	require.NoError(t, maintainer.QueryRow(ctx, `SELECT 'hook_events_p' ||
-		to_char((now() AT TIME ZONE 'UTC') + interval '1 day', 'YYYYMMDD')`).Scan(&tomorrow))
+	// One time for the partition's name and its creation: a day boundary
+	// between two reads of now() would name another day.
+	var at time.Time
+	require.NoError(t, maintainer.QueryRow(ctx, `SELECT now() + interval '1 day'`).Scan(&at))
+	tomorrow := "hook_events_p" + at.UTC().Format("20060102")
 	_, err := maintainer.Exec(ctx, "DROP TABLE omnibridge."+tomorrow)
 	require.NoError(t, err)
 
@@ -257,7 +259,7 @@ func TestCleanupAndPartitionCreationDoNotDeadlock(t *testing.T) {
 
 	// Tomorrow's partition is within a day of now: its creation locks
 	// hook_events against writes.
-	_, err = tx.Exec(ctx, `SELECT omnibridge.create_partition_for('omnibridge.hook_events', now() + interval '1 day')`)
+	_, err = tx.Exec(ctx, `SELECT omnibridge.create_partition_for('omnibridge.hook_events', $1)`, at)
 	require.NoError(t, err, "partition creation while cleanup waits")
 	require.NoError(t, tx.Commit(ctx))
 	<-cleaned

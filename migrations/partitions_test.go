@@ -350,19 +350,22 @@ func TestCreatingLivePartitionKeepsItsInserts(t *testing.T) {
 	t.Parallel()
 	url := testdb.New(t)
 	writer, ctx := connect(t, url), testCtx(t)
-	var tomorrow string
-	require.NoError(t, writer.QueryRow(ctx, `SELECT 'omnibridge.hook_events_p' ||
-		to_char((now() AT TIME ZONE 'UTC') + interval '1 day', 'YYYYMMDD')`).Scan(&tomorrow))
+	// One time for the partition's name, its creation and the insert: a day
+	// boundary between two reads of now() would name another day.
+	var at time.Time
+	require.NoError(t, writer.QueryRow(ctx, `SELECT now() + interval '1 day'`).Scan(&at))
+	tomorrow := "omnibridge.hook_events_p" + at.UTC().Format("20060102")
+	atSQL := fmt.Sprintf("'%s'::timestamptz", at.UTC().Format(time.RFC3339Nano))
 	_, err := writer.Exec(ctx, "DROP TABLE "+tomorrow)
 	require.NoError(t, err)
-	finish := holdPartitionCreation(t, url, "now() + interval '1 day'")
+	finish := holdPartitionCreation(t, url, atSQL)
 
 	var part string
 	var insertErr error
 	inserted := make(chan struct{})
 	go func() {
 		defer close(inserted)
-		part, insertErr = insertEvent(ctx, writer, "now() + interval '1 day'")
+		part, insertErr = insertEvent(ctx, writer, atSQL)
 	}()
 	t.Cleanup(func() { <-inserted })
 	watcher := connect(t, url)

@@ -47,6 +47,8 @@ type HookEvent struct {
 	NextAttemptAt time.Time
 	// ClaimedAt and ClaimID describe the current (or, once processed, the last)
 	// claim; nil and uuid.Nil when the event was never claimed or was given back.
+	// A dead event keeps the ClaimID of the claim whose attempt was its last,
+	// with ClaimedAt nil.
 	ClaimedAt   *time.Time
 	ClaimID     uuid.UUID
 	ProcessedAt *time.Time

@@ -107,7 +107,9 @@ type ImportSummary struct {
 // or an explicit id; events with neither are stored again.
 //
 // It returns an error, with the summary so far, when reading r or storing a
-// batch fails; the batches stored before stay stored.
+// batch fails; the batches stored before stay stored, and so do the events of
+// the failing batch that the summary counts (see PartialInsertError): the
+// summary counts exactly the events stored.
 func (s *Store) ImportNDJSON(ctx context.Context, r io.Reader, opts ImportOptions) (ImportSummary, error) {
 	opts = opts.WithDefaults()
 	if err := opts.Validate(); err != nil {
@@ -127,6 +129,19 @@ func (s *Store) ImportNDJSON(ctx context.Context, r io.Reader, opts ImportOption
 		if len(batch) > 0 {
 			res, err := s.bulkInsertValidEvents(ctx, opts.Bulk, batch)
 			if err != nil {
+				// Events of the batch may be stored all the same: count
+				// them, so that the summary says what is stored.
+				if pe, ok := errors.AsType[*PartialInsertError](err); ok {
+					for i, done := range pe.Done {
+						switch {
+						case !done:
+						case pe.Results[i].Duplicate:
+							sum.Duplicates++
+						default:
+							sum.Imported++
+						}
+					}
+				}
 				return fmt.Errorf("store: import: batch ending at line %d: %w", sum.Lines, err)
 			}
 			sum.Imported += res.Inserted

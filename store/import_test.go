@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/omnibridge/omnibridge/internal/testdb"
 	"github.com/omnibridge/omnibridge/store"
 )
 
@@ -145,3 +146,27 @@ func TestImportNDJSONLimitsAndErrors(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }
+
+// TestImportCountsWhatAFailedBatchStored: a batch whose insert committed
+// before a later statement of it failed (the lookup of its duplicates) is
+// counted in the summary for what it stored, so that "imported" means stored.
+func TestImportCountsWhatAFailedBatchStored(t *testing.T) {
+	t.Parallel()
+	b := setupEvents(t)
+	ctx := testCtx(t)
+	line := func(rid, delivery string) string {
+		return fmt.Sprintf(`{"source":"s","action":"a","resource":"r","resource_id":%q,"payload":{},"delivery_id":%q}`, rid, delivery)
+	}
+	sum, err := b.store.ImportNDJSON(ctx, strings.NewReader(line("1", "d-1")), store.ImportOptions{})
+	require.NoError(t, err)
+	require.Equal(t, 1, sum.Imported)
+
+	flaky := store.New(testdb.FailingQueries{DB: b.client, Match: "JOIN unnest"}) // the delivery lookup
+	input := strings.Join([]string{line("2", "d-2"), line("1", "d-1"), line("3", "d-3")}, "\n")
+	sum, err = flaky.ImportNDJSON(ctx, strings.NewReader(input), store.ImportOptions{})
+	var pe *store.PartialInsertError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, 2, sum.Imported, "d-2 and d-3 are stored")
+	require.Zero(t, sum.Duplicates, "d-1's duplicate was not resolved")
+	require.Equal(t, 3, b.eventCount(t))
+}

@@ -125,9 +125,10 @@ func (e *NewEvent) validate() *ValidationError {
 	return nil
 }
 
-// MaxCreatedAhead is how far in the future an event's CreatedAt may be: room
-// for clocks that disagree, not for events from the future, which would head
-// every listing and stay out of every dated partition.
+// MaxCreatedAhead is how far in the future (by the inserting process's clock)
+// an event's CreatedAt may be: room for clocks that disagree, not for events
+// from the future, which would head every listing and, beyond the partitions
+// made ahead, land in the DEFAULT partition.
 const MaxCreatedAhead = 24 * time.Hour
 
 // validateEvents validates a batch; the first bad event is reported with its

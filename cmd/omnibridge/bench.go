@@ -200,7 +200,7 @@ func newBenchDrainCmd(g *globals) *cobra.Command {
 		asJSON     bool
 		events     int
 		ingestRate float64
-		io         bench.IngestOptions
+		ingest     bench.IngestOptions
 		latencyFor time.Duration
 	)
 	cmd := &cobra.Command{
@@ -217,7 +217,7 @@ func newBenchDrainCmd(g *globals) *cobra.Command {
 					latencyFor, bench.DefaultDrainLatencyWarmup))
 			}
 			if ingestRate == 0 {
-				errs = append(errs, checkIngest(io))
+				errs = append(errs, checkIngest(ingest))
 			}
 			if err := errors.Join(errs...); err != nil {
 				return err
@@ -226,9 +226,9 @@ func newBenchDrainCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			io.Progress = progress(asJSON, "drain")
+			ingest.Progress = progress(asJSON, "drain")
 			dc := bench.DrainConfig{Progress: progress(asJSON, "drain"), LatencyDuration: latencyFor}
-			rep, err := app.BenchDrain(cmd.Context(), cfg, log, events, ingestRate, io, dc)
+			rep, err := app.BenchDrain(cmd.Context(), cfg, log, events, ingestRate, ingest, dc)
 			if err != nil {
 				return err
 			}
@@ -251,6 +251,6 @@ func newBenchDrainCmd(g *globals) *cobra.Command {
 	cmd.Flags().IntVar(&events, "events", 100_000, "pending events to drain")
 	cmd.Flags().Float64Var(&ingestRate, "ingest-rate", 0, "compare with this ingest rate (events/s) instead of measuring it")
 	cmd.Flags().DurationVar(&latencyFor, "latency-duration", 10*time.Second, "how long to ingest at half load for the latency figures")
-	ingestFlags(cmd, &io)
+	ingestFlags(cmd, &ingest)
 	return cmd
 }

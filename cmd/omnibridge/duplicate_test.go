@@ -91,7 +91,7 @@ func TestListsSayWhenTheyAreCut(t *testing.T) {
 
 	out, err := run(t, "events", "dead-letters", "--limit", "1", "--database-url", url)
 	require.NoError(t, err)
-	require.Contains(t, out, "more: omnibridge events list --status dead --cursor ")
+	require.Contains(t, out, "more: omnibridge events list --status dead --limit 1 --cursor ")
 	cursor := out[strings.LastIndex(out, " ")+1 : len(out)-1]
 	out, err = run(t, "events", "list", "--status", "dead", "--cursor", cursor, "--database-url", url)
 	require.NoError(t, err)

@@ -116,7 +116,7 @@ func newEventsDeadLettersCmd(g *globals) *cobra.Command {
 				}
 				printEvents(out, page.Events)
 				if page.Next != nil {
-					fmt.Fprintf(out, "\nmore: omnibridge events list --status dead --cursor %s\n", page.Next)
+					fmt.Fprintf(out, "\nmore: omnibridge events list --status dead --limit %d --cursor %s\n", limit, page.Next)
 				}
 				return nil
 			})

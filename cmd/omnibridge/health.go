@@ -58,20 +58,16 @@ func newHealthCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// checkThresholds refuses health flags that would be replaced by defaults or
-// make a status unreachable.
+// checkThresholds refuses health flags that would be replaced by defaults.
+// A --backlog-unhealthy at or below --backlog-degraded is allowed (a probe
+// may lower only the first): the backlog is then never merely degraded.
 func checkThresholds(th app.HealthThresholds) error {
-	errs := []error{
+	return errors.Join(
 		positive("--backlog-degraded", th.BacklogDegraded),
 		positive("--backlog-unhealthy", th.BacklogUnhealthy),
 		positive("--timeout", th.Timeout),
 		notNegative("--snapshot-max-age", th.SnapshotMaxAge),
-	}
-	if th.BacklogDegraded >= th.BacklogUnhealthy {
-		errs = append(errs, fmt.Errorf("--backlog-degraded %s must be shorter than --backlog-unhealthy %s",
-			th.BacklogDegraded, th.BacklogUnhealthy))
-	}
-	return errors.Join(errs...)
+	)
 }
 
 func isTerminal(w io.Writer) bool {

@@ -19,7 +19,7 @@ func main() {
 		if errors.As(err, &ec) {
 			os.Exit(ec.code)
 		}
-		fmt.Fprintln(os.Stderr, "error:", err)
+		fmt.Fprintln(os.Stderr, "error:", printableLines(err.Error()))
 		os.Exit(2)
 	}
 }

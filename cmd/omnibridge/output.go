@@ -42,6 +42,16 @@ func printable(s string) string {
 	return b.String()
 }
 
+// printableLines is printable for text of several lines (errors joined
+// with errors.Join): its line breaks are kept.
+func printableLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = printable(l)
+	}
+	return strings.Join(lines, "\n")
+}
+
 // unsafeRune reports whether r must not reach a terminal as it is.
 // utf8.RuneError stands for invalid UTF-8 here (a real U+FFFD is then kept).
 func unsafeRune(r rune) bool {

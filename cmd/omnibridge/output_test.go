@@ -31,6 +31,7 @@ func TestPrintable(t *testing.T) {
 	} {
 		require.Equal(t, want, printable(in), "%q", in)
 	}
+	require.Equal(t, "bad --limit\nbad \\x1b[2J source", printableLines("bad --limit\nbad \x1b[2J source"))
 }
 
 // deadEvent stores an event and dead-letters it with lastErr.
