@@ -74,7 +74,9 @@ func (c Class) String() string {
 //     (read-only transaction: the primary has become a standby) are
 //     ClassTransient; every other code, among them classes 22, 23, 28 and
 //     42, 3D000, 0A000, 08P01 and 08007 (the outcome of the transaction is
-//     unknown), is ClassPermanent;
+//     unknown), is ClassPermanent; 55000 is ClassTransient when a new
+//     connection was refused with it (the database does not allow
+//     connections for now), ClassPermanent for a statement;
 //   - a TLS failure (certificate verification, an alert from the server, a
 //     handshake error): ClassPermanent — it does not heal by itself;
 //   - a timeout (pgconn.Timeout, context.DeadlineExceeded), a network error
@@ -99,6 +101,11 @@ func Classify(err error) Class {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
+		if pgErr.Code == "55000" && isConnectError(err) {
+			// The database takes no connections for now (ALLOW_CONNECTIONS
+			// false, set while it is restored or moved): it passes.
+			return ClassTransient
+		}
 		return classifyCode(pgErr.Code)
 	}
 	if IsTLSError(err) {
@@ -124,6 +131,12 @@ func IsRetryableTx(err error) bool { return Classify(err) == ClassRetryTx }
 // IsPermanent reports whether err is ClassPermanent: retrying will fail the
 // same way. It is false for nil.
 func IsPermanent(err error) bool { return Classify(err) == ClassPermanent }
+
+// isConnectError reports whether err is the failure to open a connection.
+func isConnectError(err error) bool {
+	_, ok := errors.AsType[*pgconn.ConnectError](err)
+	return ok
+}
 
 // classifyCode classifies a SQLSTATE.
 func classifyCode(code string) Class {

@@ -62,6 +62,7 @@ func TestClassifyErrorValues(t *testing.T) {
 		{"crash shutdown", pg("57P02"), pgclient.ClassTransient},
 		{"cannot connect now", pg("57P03"), pgclient.ClassTransient},
 		{"database dropped", pg("57P04"), pgclient.ClassPermanent},
+		{"object not in prerequisite state", pg("55000"), pgclient.ClassPermanent},
 		{"idle session timeout", pg("57P05"), pgclient.ClassTransient},
 		{"query canceled", pg("57014"), pgclient.ClassTransient},
 		{"read-only transaction", pg("25006"), pgclient.ClassTransient},
@@ -180,6 +181,17 @@ func TestClassifyServerErrors(t *testing.T) {
 	// 3D000 at connect time.
 	_, err = pgx.Connect(ctx, replaceDatabase(t, url, "no_such_database"))
 	expect(err, "3D000", pgclient.ClassPermanent)
+
+	// 55000 at connect time: the database takes no connections for now.
+	admin := pgConnect(t, testdb.AdminURL(t))
+	var db string
+	require.NoError(t, conn.QueryRow(ctx, "SELECT current_database()").Scan(&db))
+	_, err = admin.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" ALLOW_CONNECTIONS false")
+	require.NoError(t, err)
+	_, err = pgx.Connect(ctx, url)
+	expect(err, "55000", pgclient.ClassTransient)
+	_, err = admin.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" ALLOW_CONNECTIONS true")
+	require.NoError(t, err)
 }
 
 func TestClassifyNetworkErrors(t *testing.T) {
