@@ -38,15 +38,7 @@ func TestDatabaseGoneIs503AndRecovers(t *testing.T) {
 		}
 	})
 	s := seed(t, b.store)
-	ctx := testCtx(t)
-	inDB, err := pgx.Connect(ctx, b.dbURL)
-	require.NoError(t, err)
-	var db string
-	require.NoError(t, inDB.QueryRow(ctx, `SELECT current_database()`).Scan(&db))
-	require.NoError(t, inDB.Close(ctx))
-	admin, err := pgx.Connect(ctx, testdb.AdminURL(t))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = admin.Close(ctx) })
+	db := testdb.NewOutage(t, b.dbURL)
 	for _, p := range dataPaths(s) {
 		require.Equal(t, http.StatusOK, b.get(t, p).status, p)
 	}
@@ -54,19 +46,13 @@ func TestDatabaseGoneIs503AndRecovers(t *testing.T) {
 	// Connections lost under the API while the server is up (a fast
 	// restart, a failover): each read is sent again on a new connection.
 	for _, p := range dataPaths(s) {
-		_, err = admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, db)
-		require.NoError(t, err)
+		db.Terminate(t, "")
 		r := b.get(t, p)
 		require.Equal(t, http.StatusOK, r.status, "%s after its connection was lost: %s", p, r.body)
 	}
 
-	_, err = admin.Exec(ctx, `ALTER DATABASE `+pgx.Identifier{db}.Sanitize()+` ALLOW_CONNECTIONS false`)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_, _ = admin.Exec(ctx, `ALTER DATABASE `+pgx.Identifier{db}.Sanitize()+` ALLOW_CONNECTIONS true`)
-	})
-	_, err = admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, db)
-	require.NoError(t, err)
+	db.AllowConnections(t, false)
+	db.Terminate(t, "")
 	for _, p := range dataPaths(s) {
 		start := time.Now()
 		r := b.get(t, p)
@@ -75,8 +61,7 @@ func TestDatabaseGoneIs503AndRecovers(t *testing.T) {
 		require.Less(t, time.Since(start), 10*time.Second, "%s answers while the database is gone", p)
 	}
 
-	_, err = admin.Exec(ctx, `ALTER DATABASE `+pgx.Identifier{db}.Sanitize()+` ALLOW_CONNECTIONS true`)
-	require.NoError(t, err)
+	db.AllowConnections(t, true)
 	for _, p := range dataPaths(s) {
 		require.Eventually(t, func() bool { return b.get(t, p).status == http.StatusOK }, 30*time.Second,
 			50*time.Millisecond, "%s recovers", p)

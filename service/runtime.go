@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -160,8 +161,9 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 		dropped.WithLabelValues(string(r))
 	}
 	audit, err := store.NewAuditWriter(st, store.AuditWriterConfig{
-		Logger: log,
-		OnDrop: func(r store.DropReason, n int) { dropped.WithLabelValues(string(r)).Add(float64(n)) },
+		Logger:      log,
+		OnDrop:      func(r store.DropReason, n int) { dropped.WithLabelValues(string(r)).Add(float64(n)) },
+		Unavailable: databaseUnavailable,
 	})
 	if err != nil {
 		client.Close()
@@ -351,7 +353,7 @@ func (r *Runtime) shutdown(stopWork context.CancelCauseFunc, wg *sync.WaitGroup,
 	if cause != nil {
 		status = store.SessionFailed
 	}
-	if err := r.Store.EndSession(ctx, r.SessionID(), status); err != nil {
+	if err := r.endSession(ctx, status); err != nil {
 		errs = append(errs, fmt.Errorf("end session: %w", err))
 	}
 	if err := r.Audit.Close(ctx); err != nil {
@@ -360,6 +362,48 @@ func (r *Runtime) shutdown(stopWork context.CancelCauseFunc, wg *sync.WaitGroup,
 	r.DB.Close()
 	r.Log.Info("service: stopped")
 	return errors.Join(errs...)
+}
+
+// endSession records the end of the session, trying again while the
+// database is unavailable (right after an outage the circuit breaker may
+// still admit only its probes) until ctx ends: a session left active would be
+// reaped later as terminated.
+func (r *Runtime) endSession(ctx context.Context, status store.SessionStatus) error {
+	for {
+		err := r.Store.EndSession(ctx, r.SessionID(), status)
+		if err == nil || !databaseUnavailable(err) {
+			return err
+		}
+		wait, ok := pgclient.RetryAfter(err)
+		if !ok {
+			wait = 100 * time.Millisecond
+		}
+		t := time.NewTimer(min(max(wait, 10*time.Millisecond), time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// databaseUnavailable reports failures of the path to the database rather
+// than of the statement: the audit writer keeps such a batch until the
+// database is back, since the events raised during an outage (the breaker
+// opening, failed connections) would otherwise be dropped while the breaker
+// refuses every attempt. A connection the server refused for any reason (a
+// rotated password too) sent nothing, so trying it again cannot store a row
+// twice.
+func databaseUnavailable(err error) bool {
+	if _, refused := errors.AsType[*pgconn.ConnectError](err); refused {
+		return true
+	}
+	switch pgclient.Classify(err) {
+	case pgclient.ClassTransient, pgclient.ClassRetryTx:
+		return true
+	}
+	return false
 }
 
 // degradation turns a pool degradation into the store's record of one.

@@ -31,14 +31,15 @@ const (
 
 // Defaults of AuditWriterConfig.
 const (
-	DefaultAuditCapacity     = 4096
-	DefaultAuditBatchSize    = 256
-	DefaultAuditWriteTimeout = 5 * time.Second
-	DefaultAuditMaxAttempts  = 3
-	DefaultAuditRetryDelay   = 200 * time.Millisecond
-	DefaultAuditLimitEvery   = 10 * time.Second
-	DefaultAuditLimitBurst   = 10
-	DefaultAuditMaxLimitKeys = 10000
+	DefaultAuditCapacity      = 4096
+	DefaultAuditBatchSize     = 256
+	DefaultAuditWriteTimeout  = 5 * time.Second
+	DefaultAuditMaxAttempts   = 3
+	DefaultAuditRetryDelay    = 200 * time.Millisecond
+	DefaultAuditMaxRetryDelay = 5 * time.Second
+	DefaultAuditLimitEvery    = 10 * time.Second
+	DefaultAuditLimitBurst    = 10
+	DefaultAuditMaxLimitKeys  = 10000
 )
 
 // AuditWriterConfig configures an AuditWriter.
@@ -56,8 +57,23 @@ type AuditWriterConfig struct {
 	// to DefaultAuditMaxAttempts.
 	MaxAttempts int
 	// RetryDelay is the pause after a failed attempt; it doubles with each
-	// further failure of the batch. Defaults to DefaultAuditRetryDelay.
+	// further failure of the batch, up to MaxRetryDelay. Defaults to
+	// DefaultAuditRetryDelay.
 	RetryDelay time.Duration
+	// MaxRetryDelay caps the pause between attempts. Defaults to
+	// DefaultAuditMaxRetryDelay.
+	MaxRetryDelay time.Duration
+	// Unavailable, when set, reports failures that say the database cannot
+	// be reached for now (a lost or refused connection, an open circuit
+	// breaker) rather than that the batch cannot be stored. A batch that
+	// fails so is not dropped after MaxAttempts: it is tried again until it
+	// is written, so that events raised during an outage (the breaker
+	// opening, say) reach the audit log once it is over. The queue stays
+	// bounded meanwhile (Write drops beyond Capacity, DropQueueFull). Once
+	// Close is called the attempts are counted again: a batch gets at least
+	// one more, and no more than MaxAttempts in all. Without Unavailable
+	// every failure counts against MaxAttempts.
+	Unavailable func(error) bool
 	// LimitEvery and LimitBurst bound WriteLimited: per key, LimitBurst events
 	// at once, then one per LimitEvery. Default to DefaultAuditLimitEvery and
 	// DefaultAuditLimitBurst.
@@ -86,6 +102,7 @@ func (c AuditWriterConfig) WithDefaults() AuditWriterConfig {
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultAuditWriteTimeout)
 	c.MaxAttempts = cmp.Or(c.MaxAttempts, DefaultAuditMaxAttempts)
 	c.RetryDelay = cmp.Or(c.RetryDelay, DefaultAuditRetryDelay)
+	c.MaxRetryDelay = cmp.Or(c.MaxRetryDelay, DefaultAuditMaxRetryDelay)
 	c.LimitEvery = cmp.Or(c.LimitEvery, DefaultAuditLimitEvery)
 	c.LimitBurst = cmp.Or(c.LimitBurst, DefaultAuditLimitBurst)
 	c.MaxLimitKeys = cmp.Or(c.MaxLimitKeys, DefaultAuditMaxLimitKeys)
@@ -112,6 +129,7 @@ func (c AuditWriterConfig) Validate() error {
 	positive("max_limit_keys", c.MaxLimitKeys)
 	positiveDur("write_timeout", c.WriteTimeout)
 	positiveDur("retry_delay", c.RetryDelay)
+	positiveDur("max_retry_delay", c.MaxRetryDelay)
 	positiveDur("limit_every", c.LimitEvery)
 	return errors.Join(errs...)
 }
@@ -341,12 +359,14 @@ func (w *AuditWriter) writeSummaries(evs []AuditEvent) {
 	}
 }
 
-// write commits b, trying up to MaxAttempts times; it drops b when every
-// attempt failed or when Close abandoned the writer.
+// write commits b, trying up to MaxAttempts times, or for as long as the
+// database is unavailable (AuditWriterConfig.Unavailable) until Close; it
+// drops b when the attempts ran out or when Close abandoned the writer.
 func (w *AuditWriter) write(b []auditRow) {
 	delay := w.cfg.RetryDelay
+	stop := w.stop // nil once Close was seen: the attempts are counted again
 	var err error
-	for attempt := 1; attempt <= w.cfg.MaxAttempts; attempt++ {
+	for attempt := 1; ; attempt++ {
 		if w.ctx.Err() != nil {
 			w.drop(DropClosed, len(b), nil)
 			return
@@ -360,16 +380,23 @@ func (w *AuditWriter) write(b []auditRow) {
 		}
 		w.log.Warn("store: audit writer: write failed",
 			slog.Int("events", len(b)), slog.Int("attempt", attempt), slog.String("error", err.Error()))
-		if attempt == w.cfg.MaxAttempts {
+		select {
+		case <-stop:
+			stop = nil
+		default:
+		}
+		waits := stop != nil && w.cfg.Unavailable != nil && w.cfg.Unavailable(err)
+		if !waits && attempt >= w.cfg.MaxAttempts {
 			break
 		}
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
 		case <-w.ctx.Done():
-			t.Stop()
+		case <-stop:
 		}
-		delay *= 2
+		t.Stop()
+		delay = min(delay*2, w.cfg.MaxRetryDelay)
 	}
 	if w.ctx.Err() != nil {
 		w.drop(DropClosed, len(b), nil)

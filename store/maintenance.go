@@ -147,7 +147,7 @@ func (m *Maintainer) Runs() int64 { return m.runs.Load() }
 // Run ticks every Policy.Interval, the first tick at once, until ctx ends; then
 // it releases leadership and returns nil.
 func (m *Maintainer) Run(ctx context.Context) error {
-	defer m.resign("stopped")
+	defer m.resign(slog.LevelInfo, "stopped")
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -164,7 +164,7 @@ func (m *Maintainer) Run(ctx context.Context) error {
 // tick runs retention if this instance leads or can become the leader.
 func (m *Maintainer) tick(ctx context.Context) {
 	if m.IsLeader() && !m.alive(ctx) {
-		m.resign("lock connection lost")
+		m.resign(slog.LevelWarn, "lock connection lost")
 	}
 	if !m.IsLeader() && !m.tryLead(ctx) {
 		return
@@ -179,7 +179,7 @@ func (m *Maintainer) tick(ctx context.Context) {
 	m.runs.Add(1)
 	select {
 	case <-lost:
-		m.resign("lock connection lost during a run")
+		m.resign(slog.LevelWarn, "lock connection lost during a run: the run was cancelled")
 	default:
 	}
 	if err != nil && ctx.Err() == nil {
@@ -255,8 +255,10 @@ func (m *Maintainer) tryLead(ctx context.Context) bool {
 }
 
 // resign gives up leadership: closing the connection ends the session, which
-// releases the lock on the server.
-func (m *Maintainer) resign(why string) {
+// releases the lock on the server. A lost lock connection is logged as a
+// warning: it cancelled the run (whose own error says only "context
+// canceled") or says the database went away.
+func (m *Maintainer) resign(level slog.Level, why string) {
 	m.mu.Lock()
 	conn := m.conn
 	m.conn = nil
@@ -266,7 +268,7 @@ func (m *Maintainer) resign(why string) {
 	}
 	m.leader.Store(false)
 	closeConn(conn)
-	m.log.Info("store: maintenance: no longer leading", slog.String("reason", why))
+	m.log.Log(context.Background(), level, "store: maintenance: no longer leading", slog.String("reason", why))
 }
 
 func closeConn(c *pgx.Conn) {
