@@ -55,7 +55,10 @@ func TestLeakDetectionUnclosedRows(t *testing.T) {
 	rows, err := b.client.Query(ctxT(t), "SELECT generate_series(1, 3)")
 	require.NoError(t, err)
 	require.True(t, rows.Next()) // read one row and forget the rest
-	require.Eventually(t, func() bool { return b.client.Stats().CurrentLeaks == 1 }, 10*time.Second, 10*time.Millisecond)
+	// The scan counts the leak, then logs it: wait for both.
+	require.Eventually(t, func() bool {
+		return b.client.Stats().CurrentLeaks == 1 && strings.Contains(b.log.String(), leakReported)
+	}, 10*time.Second, 10*time.Millisecond)
 	require.Contains(t, b.log.String(), "TestLeakDetectionUnclosedRows")
 	rows.Close()
 	require.Zero(t, b.client.Stats().CurrentLeaks)
