@@ -182,7 +182,9 @@ func (m *Maintainer) tick(ctx context.Context) {
 		m.resign(slog.LevelWarn, "lock connection lost during a run: the run was cancelled")
 	default:
 	}
-	// A failed run was logged by RunRetention, with the table it failed on.
+	if err != nil && ctx.Err() == nil {
+		m.log.Error("store: maintenance: retention failed", slog.String("error", err.Error()))
+	}
 	if m.cfg.OnRun != nil {
 		m.cfg.OnRun(rep, err)
 	}
