@@ -84,7 +84,7 @@ func TestDatabaseGoneIs503AndRecovers(t *testing.T) {
 	// retry gets a new connection.
 	for i := range 3 {
 		delivery := "d-term-" + strconv.Itoa(i)
-		db.Terminate(t, hookreceiver.ServiceName)
+		require.Positive(t, db.Terminate(t, hookreceiver.ServiceName), "the receiver had connections")
 		rep = b.post(t, "internal", envelope(delivery), tok)
 		t.Logf("%s after its connection was terminated: %d %s", delivery, rep.Status, rep.Code)
 		if rep.Status != http.StatusAccepted {

@@ -46,7 +46,7 @@ func TestDatabaseGoneIs503AndRecovers(t *testing.T) {
 	// Connections lost under the API while the server is up (a fast
 	// restart, a failover): each read is sent again on a new connection.
 	for _, p := range dataPaths(s) {
-		db.Terminate(t, "")
+		require.Positive(t, db.Terminate(t, ""), "the API had connections")
 		r := b.get(t, p)
 		require.Equal(t, http.StatusOK, r.status, "%s after its connection was lost: %s", p, r.body)
 	}

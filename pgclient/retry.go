@@ -254,12 +254,28 @@ func markNotSent(err error) error {
 // run again: the failure is transient, it is not the breaker refusing or the
 // pool being exhausted (waiting again would only add another acquire
 // timeout), and the statement is known not to have been sent or is marked
-// idempotent.
+// idempotent. A statement that ran into a timeout (QueryTimeout, the
+// server's statement_timeout, the caller's deadline) is not run again, even
+// idempotent: it would most likely run as long again, on a database that is
+// slow already.
 func retryableStatement(ctx context.Context, err error) bool {
 	if Classify(err) != ClassTransient || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrPoolExhausted) {
 		return false
 	}
-	return pgconn.SafeToRetry(err) || IsIdempotent(ctx)
+	if pgconn.SafeToRetry(err) {
+		return true
+	}
+	return IsIdempotent(ctx) && !timedOut(err)
+}
+
+// timedOut reports a statement ended by a timeout: the client's query
+// timeout, a deadline, or a cancel on the server (57014).
+func timedOut(err error) bool {
+	if errors.Is(err, ErrQueryTimeout) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+		return true
+	}
+	pgErr, ok := errors.AsType[*pgconn.PgError](err)
+	return ok && pgErr.Code == "57014"
 }
 
 // retryableConnect reports whether a failed attempt to connect may be

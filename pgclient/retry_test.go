@@ -1,6 +1,7 @@
 package pgclient_test
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"net/url"
@@ -185,6 +186,20 @@ func TestIdempotentStatementsAreRetried(t *testing.T) {
 	_, err = c.Exec(pgclient.Idempotent(ctx), "SELECT 1")
 	require.NoError(t, err)
 	require.Equal(t, before+2, c.Stats().Retries)
+
+	// A timeout is not retried, idempotent or not: the statement would run
+	// as long again.
+	for _, sql := range []string{
+		"SET LOCAL statement_timeout = '50ms'; SELECT pg_sleep(5)", // the server cancels it (57014)
+		"SELECT pg_sleep(5)", // the caller's deadline
+	} {
+		dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		_, err = c.Exec(pgclient.Idempotent(dctx), sql)
+		cancel()
+		require.Error(t, err, sql)
+		require.True(t, pgclient.IsTransient(err), err.Error())
+		require.Equal(t, before+2, c.Stats().Retries, sql)
+	}
 }
 
 // TestInTxRetriesSerializationFailures loses a serialization conflict on the

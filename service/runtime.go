@@ -163,7 +163,7 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 	audit, err := store.NewAuditWriter(st, store.AuditWriterConfig{
 		Logger:      log,
 		OnDrop:      func(r store.DropReason, n int) { dropped.WithLabelValues(string(r)).Add(float64(n)) },
-		Unavailable: databaseUnavailable,
+		Unavailable: notSentForNow,
 	})
 	if err != nil {
 		client.Close()
@@ -364,14 +364,20 @@ func (r *Runtime) shutdown(stopWork context.CancelCauseFunc, wg *sync.WaitGroup,
 	return errors.Join(errs...)
 }
 
-// endSession records the end of the session, trying again while the
-// database is unavailable (right after an outage the circuit breaker may
-// still admit only its probes) until ctx ends: a session left active would be
+// endSession records the end of the session, trying again while the attempt
+// fails before reaching the database (right after an outage the circuit
+// breaker may still admit only its probes), for at most half of what is left
+// of ctx: the audit log is flushed after it. A session left active would be
 // reaped later as terminated.
 func (r *Runtime) endSession(ctx context.Context, status store.SessionStatus) error {
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
+		defer cancel()
+	}
 	for {
 		err := r.Store.EndSession(ctx, r.SessionID(), status)
-		if err == nil || !databaseUnavailable(err) {
+		if err == nil || !notSentForNow(err) {
 			return err
 		}
 		wait, ok := pgclient.RetryAfter(err)
@@ -388,22 +394,22 @@ func (r *Runtime) endSession(ctx context.Context, status store.SessionStatus) er
 	}
 }
 
-// databaseUnavailable reports failures of the path to the database rather
-// than of the statement: the audit writer keeps such a batch until the
-// database is back, since the events raised during an outage (the breaker
-// opening, failed connections) would otherwise be dropped while the breaker
-// refuses every attempt. A connection the server refused for any reason (a
-// rotated password too) sent nothing, so trying it again cannot store a row
-// twice.
-func databaseUnavailable(err error) bool {
-	if _, refused := errors.AsType[*pgconn.ConnectError](err); refused {
-		return true
+// notSentForNow reports a failure that left the database untouched and may
+// pass: a connection that could not be opened for now (not a refused
+// password), the circuit breaker refusing, the pool exhausted. Sending the
+// same statement again cannot apply it twice. The audit writer keeps a batch
+// that failed so until the database is back, since the events raised during
+// an outage (the breaker opening, failed connections) would otherwise be
+// dropped while the breaker refuses every attempt; a batch that may have
+// reached the database (a connection lost under it, a timeout) counts
+// against its attempts instead.
+func notSentForNow(err error) bool {
+	if pgclient.Classify(err) != pgclient.ClassTransient {
+		return false
 	}
-	switch pgclient.Classify(err) {
-	case pgclient.ClassTransient, pgclient.ClassRetryTx:
-		return true
-	}
-	return false
+	_, refused := errors.AsType[*pgconn.ConnectError](err)
+	return refused || errors.Is(err, pgclient.ErrUnavailable) || errors.Is(err, pgclient.ErrPoolExhausted) ||
+		pgconn.SafeToRetry(err)
 }
 
 // degradation turns a pool degradation into the store's record of one.

@@ -70,9 +70,11 @@ type AuditWriterConfig struct {
 	// is written, so that events raised during an outage (the breaker
 	// opening, say) reach the audit log once it is over. The queue stays
 	// bounded meanwhile (Write drops beyond Capacity, DropQueueFull). Once
-	// Close is called the attempts are counted again: a batch gets at least
-	// one more, and no more than MaxAttempts in all. Without Unavailable
-	// every failure counts against MaxAttempts.
+	// Close is called the attempts are counted again: a batch gets one more,
+	// or up to MaxAttempts in all if it had fewer. Without Unavailable every
+	// failure counts against MaxAttempts. Only failures where nothing reached
+	// the database should be reported: a batch sent again after its reply was
+	// lost would be stored twice.
 	Unavailable func(error) bool
 	// LimitEvery and LimitBurst bound WriteLimited: per key, LimitBurst events
 	// at once, then one per LimitEvery. Default to DefaultAuditLimitEvery and
@@ -363,7 +365,7 @@ func (w *AuditWriter) writeSummaries(evs []AuditEvent) {
 // database is unavailable (AuditWriterConfig.Unavailable) until Close; it
 // drops b when the attempts ran out or when Close abandoned the writer.
 func (w *AuditWriter) write(b []auditRow) {
-	delay := w.cfg.RetryDelay
+	delay := min(w.cfg.RetryDelay, w.cfg.MaxRetryDelay)
 	stop := w.stop // nil once Close was seen: the attempts are counted again
 	var err error
 	for attempt := 1; ; attempt++ {
