@@ -182,9 +182,7 @@ func (m *Maintainer) tick(ctx context.Context) {
 		m.resign(slog.LevelWarn, "lock connection lost during a run: the run was cancelled")
 	default:
 	}
-	if err != nil && ctx.Err() == nil {
-		m.log.Error("store: maintenance: retention failed", slog.String("error", err.Error()))
-	}
+	// RunRetention logged a failed run.
 	if m.cfg.OnRun != nil {
 		m.cfg.OnRun(rep, err)
 	}

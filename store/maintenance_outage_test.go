@@ -122,3 +122,26 @@ func TestMaintenanceRunSurvivesATerminatedConnection(t *testing.T) {
 	}, time.Minute, 10*time.Millisecond, "it leads again and the next run succeeds")
 	require.NotContains(t, strings.ToLower(logs.String()), "panic")
 }
+
+// TestRetentionRunFailingAtItsStartIsLogged: a run that cannot even start
+// (the database refuses connections) is logged once, like a run that fails
+// on a table; a run that its context ended is logged as cancelled.
+func TestRetentionRunFailingAtItsStartIsLogged(t *testing.T) {
+	t.Parallel()
+	var logs testdb.SyncBuffer
+	b := setupOps(t, store.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	ctx := opsCtx(t)
+	o := testdb.NewOutage(t, b.url)
+	o.AllowConnections(t, false)
+	o.Terminate(t, "")
+	_, err := b.store.RunRetention(ctx, store.RetentionPolicy{}, false)
+	require.Error(t, err)
+	require.Equal(t, 1, strings.Count(logs.String(), `level=WARN msg="store: retention run failed"`), logs.String())
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = b.store.RunRetention(cancelled, store.RetentionPolicy{}, false)
+	require.Error(t, err)
+	require.Contains(t, logs.String(), `level=INFO msg="store: retention run cancelled"`)
+	require.Equal(t, 1, strings.Count(logs.String(), `msg="store: retention run failed"`))
+}

@@ -188,6 +188,7 @@ func (s *Store) RunRetention(ctx context.Context, p RetentionPolicy, dryRun bool
 	rep := RetentionReport{DryRun: dryRun, StartedAt: s.now()}
 	r, err := s.newRetentionRun(ctx, p, dryRun)
 	if err != nil {
+		s.logRetentionFailure(ctx, []slog.Attr{slog.Bool("dry_run", dryRun)}, err)
 		return rep, err
 	}
 	var errs []error
@@ -199,7 +200,9 @@ func (s *Store) RunRetention(ctx context.Context, p RetentionPolicy, dryRun bool
 		}
 	}
 	if err := r.loadPartitions(ctx); err != nil {
-		return rep, fmt.Errorf("store: retention: %w", errors.Join(append(errs, err)...))
+		err = fmt.Errorf("store: retention: %w", errors.Join(append(errs, err)...))
+		s.logRetentionFailure(ctx, []slog.Attr{slog.Bool("dry_run", dryRun)}, err)
+		return rep, err
 	}
 	for _, t := range r.tables() {
 		tr := TableReport{Table: t.name}
@@ -227,7 +230,7 @@ func (s *Store) RunRetention(ctx context.Context, p RetentionPolicy, dryRun bool
 		slog.Int64("rows_deleted", rep.RowsDeleted), slog.Int("partitions_dropped", rep.PartitionsDropped),
 		slog.Int("partitions_created", rep.PartitionsCreated), slog.Duration("duration", rep.Duration)}
 	if err != nil {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "store: retention run failed", append(attrs, slog.Any("err", err))...)
+		s.logRetentionFailure(ctx, attrs, err)
 	} else {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "store: retention run", attrs...)
 	}
@@ -237,6 +240,17 @@ func (s *Store) RunRetention(ctx context.Context, p RetentionPolicy, dryRun bool
 		}
 	}
 	return rep, err
+}
+
+// logRetentionFailure logs a failed run once, wherever it stopped: at WARN,
+// or at INFO when ctx ended it (a shutdown, or a maintainer that lost its
+// lock connection and says so itself).
+func (s *Store) logRetentionFailure(ctx context.Context, attrs []slog.Attr, err error) {
+	level, msg := slog.LevelWarn, "store: retention run failed"
+	if ctx.Err() != nil {
+		level, msg = slog.LevelInfo, "store: retention run cancelled"
+	}
+	s.log.LogAttrs(context.WithoutCancel(ctx), level, msg, append(attrs, slog.Any("err", err))...)
 }
 
 // auditRetention writes a run to the audit log: totals and per-table counts.
