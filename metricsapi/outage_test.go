@@ -15,10 +15,10 @@ import (
 )
 
 // dataPaths are the endpoints that read the database.
-func dataPaths(b seeded) []string {
+func dataPaths(s seeded) []string {
 	return []string{
 		"/api/v1/performance", "/api/v1/performance/series", "/api/v1/pools", "/api/v1/sessions",
-		"/api/v1/events", "/api/v1/events/" + b.processed[0].String(), "/api/v1/audit",
+		"/api/v1/events", "/api/v1/events/" + s.processed[0].String(), "/api/v1/audit",
 	}
 }
 

@@ -75,6 +75,16 @@ func runInBackground(t *testing.T, b *bundle) (done <-chan error, stop func() er
 	return ch, stop
 }
 
+// requireRunning fails the test if Run has returned.
+func requireRunning(t *testing.T, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		t.Fatalf("the service stopped during the outage: %v", err)
+	default:
+	}
+}
+
 // readyz returns /readyz's status and its checks.
 func readyz(t *testing.T, base string) (int, map[string]string) {
 	t.Helper()
@@ -116,11 +126,7 @@ func TestReadyzFollowsTheDatabase(t *testing.T) {
 		code, _ := readyz(t, b.base)
 		return code == http.StatusOK
 	}, 30*time.Second, 20*time.Millisecond, "/readyz recovers")
-	select {
-	case err := <-done:
-		t.Fatalf("the service stopped during the outage: %v", err)
-	default:
-	}
+	requireRunning(t, done)
 	require.NoError(t, stop())
 }
 
@@ -156,11 +162,7 @@ func TestBackgroundLoopsSurviveAnOutage(t *testing.T) {
 	db.up(t)
 	requireLoopsAfter(t, b, db, db.now(t))
 
-	select {
-	case err := <-done:
-		t.Fatalf("the service stopped during the outage: %v", err)
-	default:
-	}
+	requireRunning(t, done)
 	require.Equal(t, session, b.rt.SessionID(), "the session was not reaped: it is kept")
 	require.NoError(t, stop())
 	require.Equal(t, store.SessionEnded, sessionsOf(t, b.url)[0].Status)
